@@ -1,0 +1,105 @@
+"""Exceptions named after openEO error codes.
+
+One root, :class:`OpenEOError`; each leaf carries the openEO ``code``, an HTTP-like
+``status_code`` and a message template filled from keyword arguments, following the openEO
+API's error list (and openeo-python-driver's ``errors.py``). Leaf classes that refine a standard
+openEO code (``BandMissing``, ``IndexUnknown``, ``FormulaInvalid``) subclass the standard one,
+so ``except ProcessParameterInvalid`` catches them too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "BandMissing",
+    "CollectionNotFound",
+    "DimensionNotAvailable",
+    "FormulaInvalid",
+    "IndexUnknown",
+    "NoDataAvailable",
+    "OpenEOError",
+    "ProcessGraphInvalid",
+    "ProcessParameterInvalid",
+    "ProcessParameterMissing",
+    "ProcessUnsupported",
+]
+
+
+class OpenEOError(Exception):
+    """Root of all errors raised by openeo-deepfeatures."""
+
+    code: ClassVar[str] = "Internal"
+    status_code: ClassVar[int] = 500
+    message: ClassVar[str] = "{reason}"
+
+    def __init__(self, message: str | None = None, **fields: Any) -> None:
+        self.fields = fields
+        text = message if message is not None else self.message.format(**fields)
+        super().__init__(text)
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {super().__str__()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as an openEO API error object (``code`` and ``message``)."""
+        return {"code": self.code, "message": Exception.__str__(self)}
+
+
+class ProcessParameterInvalid(OpenEOError):
+    code = "ProcessParameterInvalid"
+    status_code = 400
+    message = (
+        "The value passed for parameter '{parameter}' in process '{process}' is invalid: {reason}"
+    )
+
+
+class ProcessParameterMissing(OpenEOError):
+    code = "ProcessParameterMissing"
+    status_code = 400
+    message = "Process '{process}' parameter '{parameter}' is missing."
+
+
+class DimensionNotAvailable(OpenEOError):
+    code = "DimensionNotAvailable"
+    status_code = 400
+    message = "A dimension with the specified name does not exist: {reason}"
+
+
+class BandMissing(ProcessParameterInvalid):
+    code = "BandMissing"
+    message = "Process '{process}': the data cube lacks bands needed: {reason}"
+
+
+class IndexUnknown(ProcessParameterInvalid):
+    code = "IndexUnknown"
+    message = "Process '{process}': unknown spectral index {reason}"
+
+
+class FormulaInvalid(ProcessParameterInvalid):
+    code = "FormulaInvalid"
+    message = "Formula {name!r} is invalid: {reason}"
+
+
+class ProcessGraphInvalid(OpenEOError):
+    code = "ProcessGraphInvalid"
+    status_code = 400
+    message = "Invalid process graph specified: {reason}"
+
+
+class ProcessUnsupported(OpenEOError):
+    code = "ProcessUnsupported"
+    status_code = 400
+    message = "Process with identifier '{process}' is not available in namespace '{namespace}'."
+
+
+class CollectionNotFound(OpenEOError):
+    code = "CollectionNotFound"
+    status_code = 404
+    message = "Collection '{collection}' does not exist."
+
+
+class NoDataAvailable(OpenEOError):
+    code = "NoDataAvailable"
+    status_code = 400
+    message = "There is no data available for the given extents: {reason}"
