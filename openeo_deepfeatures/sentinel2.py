@@ -369,7 +369,8 @@ def preprocess_s2(
     refl = refl.astype(np.float32).transpose(*cube.dims)
     if keep_scl and "SCL" in labels:
         refl = xr.concat([refl, cube.sel(bands=["SCL"]).astype(np.float32)], dim="bands")
-    refl.attrs = {k: v for k, v in cube.attrs.items() if k not in ("scale_factor", "add_offset")}
+    dropped = ("scale_factor", "add_offset", "nodata", "_FillValue", "units")
+    refl.attrs = {k: v for k, v in cube.attrs.items() if k not in dropped}
     refl.attrs["processing"] = (
         "deepfeatures_preprocess_s2: (DN + BOA_ADD_OFFSET) / 10000, SCL masked"
     )

@@ -18,6 +18,8 @@ __all__ = ["compute_indices", "evaluate_program"]
 
 #: A float cube whose typical value exceeds this is not reflectance but digital numbers.
 _DN_MEDIAN_THRESHOLD = 2.0
+#: Input attributes that do not describe index values.
+_DROPPED_ATTRS = ("scale_factor", "add_offset", "units", "nodata", "_FillValue", "long_name")
 
 
 def _check_reflectance_sample(values: np.ndarray) -> None:
@@ -139,7 +141,7 @@ def compute_indices(
     coords["bands"] = list(program.outputs)
     out = xr.DataArray(data, dims=cube.dims, coords=coords, name="spectral_indices")
     out.attrs = {
-        **{k: v for k, v in cube.attrs.items() if k not in ("scale_factor", "add_offset", "units")},
+        **{k: v for k, v in cube.attrs.items() if k not in _DROPPED_ATTRS},
         "long_name": "spectral indices",
         "source": f"Awesome Spectral Indices {ASI_VERSION}, computed by openeo-deepfeatures",
     }

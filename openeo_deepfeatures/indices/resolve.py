@@ -36,10 +36,12 @@ def unknown_index_error(names: Sequence[str], process: str = PROCESS) -> IndexUn
     known = list(catalogue())
     hints = []
     for name in names:
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-        if not close:
-            lowered = {k.lower(): k for k in known}
-            close = [lowered[name.lower()]] if name.lower() in lowered else []
+        lowered = name.lower()
+        # case slips and swapped letters first (NVDI -> NDVI), then difflib's similar names
+        close = [k for k in known if k.lower() == lowered]
+        close += [k for k in known if sorted(k.lower()) == sorted(lowered) and k not in close]
+        close += [k for k in difflib.get_close_matches(name, known, n=3, cutoff=0.6) if k not in close]
+        close = close[:3]
         hints.append(f"{name!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
     return IndexUnknown(
         process=process,

@@ -1,0 +1,58 @@
+"""Shared fixtures: a synthetic-cube factory with hand-checkable values, the demo cube."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import openeo_deepfeatures as odf
+
+ALL_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+
+
+def make_cube(
+    values: dict[str, float | np.ndarray] | None = None,
+    *,
+    bands: list[str] = ALL_BANDS,
+    shape: tuple[int, int, int] = (3, 4, 5),
+    seed: int = 0,
+    low: float = 0.01,
+    high: float = 0.8,
+    band_dim: str = "bands",
+    time_dim: str = "t",
+    start: str = "2021-06-01",
+) -> xr.DataArray:
+    """A reflectance cube (t, bands, y, x): random in [low, high) or the given per-band values."""
+    rng = np.random.default_rng(seed)
+    t, y, x = shape
+    data = rng.uniform(low, high, size=(t, len(bands), y, x)).astype(np.float32)
+    for label, value in (values or {}).items():
+        data[:, bands.index(label)] = value
+    return xr.DataArray(
+        data,
+        dims=(time_dim, band_dim, "y", "x"),
+        coords={
+            time_dim: pd.date_range(start, periods=t, freq="5D"),
+            band_dim: bands,
+            "y": 1000.0 - 20.0 * np.arange(y),
+            "x": 500.0 + 20.0 * np.arange(x),
+        },
+        name="reflectance",
+    )
+
+
+@pytest.fixture
+def cube_factory():
+    return make_cube
+
+
+@pytest.fixture(scope="session")
+def demo_dn() -> xr.DataArray:
+    return odf.load_demo_cube()
+
+
+@pytest.fixture(scope="session")
+def demo_reflectance(demo_dn) -> xr.DataArray:
+    return odf.preprocess_s2(demo_dn)
