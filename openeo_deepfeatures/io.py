@@ -34,7 +34,7 @@ def open_cube(
       or one variable per band (``B02``, ``B04``, …) on a shared grid, stacked into ``bands``.
     - GeoTIFF: bands labelled by ``band_names`` or the band descriptions in the file.
     """
-    import rioxarray  # noqa: F401  (registers .rio, reads CF grid mappings)
+    import rioxarray
 
     path = Path(path)
     process = "open_cube"
@@ -60,15 +60,19 @@ def open_cube(
         da = da.assign_coords(band=list(names)).rename(band="bands")
         return da
     if suffix == ".zarr" or (path / "zarr.json").exists() or (path / ".zgroup").exists():
-        ds = xr.open_zarr(path, chunks=chunks, decode_coords="all", consolidated=False)
+        ds = xr.open_zarr(path, chunks={}, decode_coords="all", consolidated=False)
     elif suffix in _NETCDF or path.is_file():
-        ds = xr.open_dataset(path, chunks=chunks, decode_coords="all")
+        ds = xr.open_dataset(path, chunks={}, decode_coords="all")
     else:
         raise ProcessParameterInvalid(
             process=process,
             parameter="path",
             reason=f"cannot tell the format of {path.name}; use .nc, .zarr or .tif.",
         )
+    if isinstance(chunks, dict):  # rechunk after opening: stored chunks are read whole
+        ds = ds.chunk({d: c for d, c in chunks.items() if d in ds.dims})
+    elif chunks is None:
+        ds = ds.load()
     if variable is not None:
         if variable not in ds.data_vars:
             raise ProcessParameterInvalid(
@@ -139,9 +143,7 @@ def write_zarr(
         da = da.rio.write_crs(crs)
     if chunks is None:
         chunks = {"bands": 32} if "bands" in da.dims else {}
-    if chunks and da.chunks is None:
-        da = da.chunk({d: c for d, c in chunks.items() if d in da.dims})
-    elif chunks:
+    if (chunks and da.chunks is None) or chunks:
         da = da.chunk({d: c for d, c in chunks.items() if d in da.dims})
     ds = da.to_dataset()
     for var in ds.variables.values():

@@ -164,7 +164,9 @@ def _dataset_to_cube(ds: xr.Dataset, process: str) -> xr.DataArray:
                 "with rioxarray's `reproject_match` or odc-geo); this function does not resample."
             ),
         )
-    return ds[variables].to_dataarray(dim="bands")
+    cube = ds[variables].to_dataarray(dim="bands")
+    time_dims = [d for d in _TIME_DIMS if d in cube.dims]
+    return cube.transpose(*time_dims, "bands", ...)  # openEO order: t, bands, y, x
 
 
 def boa_offset_for_baseline(baseline: object) -> float:

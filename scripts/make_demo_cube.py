@@ -33,7 +33,10 @@ def main(src: Path, dst: Path) -> None:
         "SCL": d20["SCL"].values,
     }
     data = np.stack(
-        [np.nan_to_num(np.rint(v), nan=0.0).clip(0, 65535).astype(np.uint16) for v in bands.values()],
+        [
+            np.nan_to_num(np.rint(v), nan=0.0).clip(0, 65535).astype(np.uint16)
+            for v in bands.values()
+        ],
         axis=1,
     )
     cube = xr.DataArray(

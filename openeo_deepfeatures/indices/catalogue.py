@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from types import MappingProxyType
 from typing import Any
@@ -65,7 +65,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_json(name: str) -> dict[str, Any]:
     text = resources.files("openeo_deepfeatures.data").joinpath("asi", name).read_text("utf-8")
     return json.loads(text, object_pairs_hook=_no_duplicates)

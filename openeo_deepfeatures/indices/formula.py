@@ -16,7 +16,6 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Union
 
 from ..errors import FormulaInvalid
 
@@ -38,8 +37,6 @@ UNARY_OPS = {"neg", "exp", "sqrt", "abs", "ln", "log10"}
 FUNCTIONS = {"exp": "exp", "sqrt": "sqrt", "abs": "abs", "log": "ln", "ln": "ln", "log10": "log10"}
 _MAX_LENGTH = 4000
 _MAX_DEPTH = 64
-
-Number = Union[int, float]
 
 
 def parse_formula(text: str, name: str = "<formula>") -> Expr:

@@ -6,7 +6,7 @@ import difflib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from numbers import Real
 from typing import Any
 
@@ -40,7 +40,9 @@ def unknown_index_error(names: Sequence[str], process: str = PROCESS) -> IndexUn
         # case slips and swapped letters first (NVDI -> NDVI), then difflib's similar names
         close = [k for k in known if k.lower() == lowered]
         close += [k for k in known if sorted(k.lower()) == sorted(lowered) and k not in close]
-        close += [k for k in difflib.get_close_matches(name, known, n=3, cutoff=0.6) if k not in close]
+        close += [
+            k for k in difflib.get_close_matches(name, known, n=3, cutoff=0.6) if k not in close
+        ]
         close = close[:3]
         hints.append(f"{name!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
     return IndexUnknown(
@@ -213,7 +215,7 @@ def resolve_indices(
     return resolved
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parse_catalogue(name: str) -> Expr:
     return parse_formula(catalogue()[name].formula, name)
 

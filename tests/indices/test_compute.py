@@ -42,7 +42,10 @@ def _synthetic() -> xr.DataArray:
 def cases(demo_reflectance):
     synthetic = _synthetic()
     out = {}
-    for name, cube in {"synthetic": synthetic, "demo": demo_reflectance.isel(t=slice(0, 40))}.items():
+    for name, cube in {
+        "synthetic": synthetic,
+        "demo": demo_reflectance.isel(t=slice(0, 40)),
+    }.items():
         labels = [str(b) for b in cube["bands"].values]
         resolved = {r.name: r for r in resolve_indices(None, labels, {"PAR": PAR})}
         band_arrays = {b: cube.sel(bands=b).values for b in labels}
@@ -62,7 +65,9 @@ def test_matches_spyndex(cases, case, backend, index):
     expected = spyndex_index(resolved[index], band_arrays)
     got = result.sel(bands=index).values
     assert got.dtype == np.float32
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=f"NaN pattern of {index}")
+    np.testing.assert_array_equal(
+        np.isnan(got), np.isnan(expected), err_msg=f"NaN pattern of {index}"
+    )
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
@@ -113,7 +118,9 @@ def test_accepts_band_and_time_spellings_and_other_dim_orders():
     assert out.dims == ("y", "bands", "x", "t")
     ref = (cube.sel(band="B8") - cube.sel(band="B4")) / (cube.sel(band="B8") + cube.sel(band="B4"))
     np.testing.assert_allclose(
-        out.sel(bands="NDVI").transpose("t", "y", "x").values, ref.transpose("time", "y", "x").values, rtol=1e-6
+        out.sel(bands="NDVI").transpose("t", "y", "x").values,
+        ref.transpose("time", "y", "x").values,
+        rtol=1e-6,
     )
 
 
@@ -123,7 +130,9 @@ def test_dask_is_lazy_and_chunkwise():
     assert isinstance(out.data, da.Array)
     assert out.data.chunks[0] == (2, 2, 2)
     assert out.data.chunks[1] == (3,)
-    np.testing.assert_allclose(out.values, odf.compute_indices(cube.compute(), ["NDVI", "NDWI", "EVI"]).values)
+    np.testing.assert_allclose(
+        out.values, odf.compute_indices(cube.compute(), ["NDVI", "NDWI", "EVI"]).values
+    )
 
 
 def test_division_by_zero_gives_nan_without_warnings():
@@ -212,7 +221,14 @@ def test_not_a_dataarray():
 
 @pytest.mark.parametrize(
     "constants",
-    [{"L": "0.5"}, {"L": True}, {"L": [0.5]}, {"SAVI": {"L": None}}, {"EVI": {"L": 1}}, [("L", 0.5)]],
+    [
+        {"L": "0.5"},
+        {"L": True},
+        {"L": [0.5]},
+        {"SAVI": {"L": None}},
+        {"EVI": {"L": 1}},
+        [("L", 0.5)],
+    ],
 )
 def test_bad_constants(constants):
     with pytest.raises(ProcessParameterInvalid, match="constants"):

@@ -1,0 +1,191 @@
+"""The deepfeatures command: list, compute (netCDF/zarr/GeoTIFF in, zarr out), demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import rioxarray  # noqa: F401
+import xarray as xr
+
+import openeo_deepfeatures as odf
+from openeo_deepfeatures.cli import main
+from openeo_deepfeatures.data import demo_path
+from openeo_deepfeatures.io import open_cube
+
+from .conftest import make_cube
+
+
+def test_list(capsys):
+    assert main(["indices", "list", "--bands", "B04", "B08"]) == 0
+    out = capsys.readouterr().out
+    names = [line.split()[0] for line in out.splitlines()]
+    assert names == odf.list_indices(bands=["B04", "B08"])
+
+
+def test_list_json(capsys):
+    assert main(["indices", "list", "--json", "--domain", "kernel"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in rows} == {"kEVI", "kIPVI", "kNDVI", "kRVI", "kVARI"}
+    assert all(r["formula"] for r in rows)
+
+
+def test_compute_demo_netcdf_with_preprocess(tmp_path):
+    out = tmp_path / "si.zarr"
+    assert (
+        main(
+            [
+                "indices",
+                "compute",
+                str(demo_path()),
+                "-o",
+                str(out),
+                "--preprocess",
+                "--indices",
+                "NDVI",
+                "EVI",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    result = open_cube(out)
+    assert result.rio.crs.to_epsg() == 3035
+    assert result["bands"].values.tolist() == ["NDVI", "EVI"]
+    expected = odf.compute_indices(odf.preprocess_s2(odf.load_demo_cube()), ["NDVI", "EVI"])
+    np.testing.assert_allclose(result.values, expected.values, equal_nan=True)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_compute_geotiff(tmp_path):
+    cube = make_cube(bands=["B04", "B08"], shape=(1, 6, 7)).isel(t=0, drop=True)
+    cube = cube.rename(bands="band").rio.write_crs("EPSG:32633")
+    tif = tmp_path / "in.tif"
+    cube.rio.to_raster(tif)
+    out = tmp_path / "o.zarr"
+    assert (
+        main(["indices", "compute", str(tif), "-o", str(out), "--band-names", "B04", "B08", "-q"])
+        == 0
+    )
+    result = open_cube(out)
+    assert result.rio.crs.to_epsg() == 32633
+    ndvi = (cube.sel(band="B08") - cube.sel(band="B04")) / (
+        cube.sel(band="B08") + cube.sel(band="B04")
+    )
+    np.testing.assert_allclose(result.sel(bands="NDVI").values, ndvi.values, rtol=1e-6)
+
+
+def test_compute_zarr_of_band_variables_with_constants(tmp_path):
+    src = tmp_path / "bands.zarr"
+    make_cube(bands=["B04", "B08"]).to_dataset(dim="bands").to_zarr(
+        src, zarr_format=3, consolidated=False
+    )
+    out = tmp_path / "o.zarr"
+    assert (
+        main(
+            [
+                "indices",
+                "compute",
+                str(src),
+                "-o",
+                str(out),
+                "--indices",
+                "SAVI",
+                "--constant",
+                "L=0.25",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    cube = make_cube(bands=["B04", "B08"])
+    expected = odf.compute_indices(cube, "SAVI", constants={"L": 0.25})
+    np.testing.assert_allclose(open_cube(out).values, expected.values, rtol=1e-6)
+
+
+def test_bad_input_leaves_no_output(tmp_path, capsys):
+    out = tmp_path / "o.zarr"
+    # raw DN without --preprocess: refused, nothing written
+    assert (
+        main(["indices", "compute", str(demo_path()), "-o", str(out), "--indices", "NDVI", "-q"])
+        == 2
+    )
+    assert "digital numbers" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_during_write_leaves_no_output(tmp_path, capsys):
+    src = tmp_path / "dn.zarr"
+    (make_cube(bands=["B04", "B08"], shape=(4, 5, 5)) * 10000).to_dataset(dim="bands").to_zarr(
+        src, zarr_format=3, consolidated=False
+    )
+    out = tmp_path / "o.zarr"
+    # float DN is only detected chunk by chunk while writing: the write fails, no partial store
+    assert (
+        main(
+            [
+                "indices",
+                "compute",
+                str(src),
+                "-o",
+                str(out),
+                "--indices",
+                "NDVI",
+                "--chunks",
+                "t=1",
+                "-q",
+            ]
+        )
+        == 2
+    )
+    assert "digital numbers" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dn.zarr"]
+
+
+def test_existing_output_refused(tmp_path, capsys):
+    out = tmp_path / "o.zarr"
+    out.mkdir()
+    args = [
+        "indices",
+        "compute",
+        str(demo_path()),
+        "-o",
+        str(out),
+        "--preprocess",
+        "--indices",
+        "NDVI",
+        "-q",
+    ]
+    assert main(args) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    assert open_cube(out)["bands"].values.tolist() == ["NDVI"]
+
+
+def test_unknown_index_and_bad_constant(tmp_path, capsys):
+    args = ["indices", "compute", str(demo_path()), "-o", str(tmp_path / "o.zarr"), "--preprocess"]
+    assert main([*args, "--indices", "NDVII"]) == 2
+    assert "IndexUnknown" in capsys.readouterr().err
+    assert main([*args, "--constant", "L=abc"]) == 2
+    assert "NAME=NUMBER" in capsys.readouterr().err
+
+
+def test_missing_input(tmp_path, capsys):
+    assert (
+        main(["indices", "compute", str(tmp_path / "nope.nc"), "-o", str(tmp_path / "o.zarr")]) == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_demo_command(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "openeo_deepfeatures.cli", "demo", "-o", str(tmp_path), "-q"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "spectral indices" in proc.stdout
+    si = xr.open_zarr(tmp_path / "spectral_indices.zarr", consolidated=False)["spectral_indices"]
+    assert si.sizes["t"] == 140 and si.sizes["bands"] >= 130
