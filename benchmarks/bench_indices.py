@@ -269,31 +269,27 @@ def _du(path: str) -> int:
     return total
 
 
-def child_main(engine: str, t: int) -> None:
-    result = run_engine(engine, t)
+def child_main(engine: str, t: int, repeat: int) -> None:
+    result = run_engine(engine, t, repeat)
     result["out_shape"] = list(result["out_shape"])
-    result["max_rss_bytes"] = (
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    )  # Linux: KiB
+    # Linux reports ru_maxrss in KiB
+    result["max_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(RESULT_MARK + json.dumps(result), flush=True)
 
 
 # --------------------------------------------------------------------------- parent
 
 
-def run_child(engine: str, t: int, timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", engine, "--t", str(t)]
-    wall = time.perf_counter()
+def run_child(engine: str, t: int, repeat: int, timeout: float) -> dict[str, Any]:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", engine]
+    cmd += ["--t", str(t), "--repeat", str(repeat)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
-    wall = time.perf_counter() - wall
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_MARK):
-            result = json.loads(line[len(RESULT_MARK) :])
-            result["process_seconds"] = wall
-            return result
+            return json.loads(line[len(RESULT_MARK) :])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
     return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
 
@@ -353,11 +349,20 @@ def versions_line() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="t=10 and no t=200 row (smoke test)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="timed runs per engine in its process: the first (cold) gives the main columns, "
+        "the best of the others the 'warm' columns; 1 disables them (default 2)",
+    )
     parser.add_argument("--child", choices=list(ENGINES), help=argparse.SUPPRESS)
     parser.add_argument("--t", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
     if args.child:
-        child_main(args.child, args.t)
+        child_main(args.child, args.t, args.repeat)
         return
 
     t = 10 if args.quick else 50
@@ -369,26 +374,40 @@ def main() -> None:
     start = time.perf_counter()
     print(machine_line())
     print(versions_line())
+    print(f"load average before the run: {os.getloadavg()[0]:.2f} (1 min)")
     print(check_agreement())
     print(flush=True)
 
     results = []
     for engine, tt in runs:
         print(f"running {ENGINES[engine]} t={tt} ...", file=sys.stderr, flush=True)
-        res = run_child(engine, tt, timeout)
+        res = run_child(engine, tt, args.repeat, timeout)
         results.append((engine, tt, res))
         if "error" in res:
             print(f"  FAILED: {res['error']}", file=sys.stderr, flush=True)
-        else:
-            print(f"  {res['seconds']:.2f} s", file=sys.stderr, flush=True)
+            continue
+        for k, (sec, (user, system)) in enumerate(
+            zip(res["seconds"], res["cpu_user_sys"], strict=True)
+        ):
+            label = "cold" if k == 0 else "warm"
+            print(
+                f"  {label}: {sec:.2f} s wall, CPU {user:.2f} s user + {system:.2f} s sys",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    def throughput(res: dict, tt: int) -> float:
-        return res["n_indices"] * tt * NY * NX / res["seconds"] / 1e6
+    def throughput(res: dict, tt: int, seconds: float) -> float:
+        return res["n_indices"] * tt * NY * NX / seconds / 1e6
 
-    base = next(
-        (throughput(r, tt) for e, tt, r in results if e == BASELINE and "error" not in r), None
-    )
-    header = (
+    def cold(res: dict, tt: int) -> float:
+        return throughput(res, tt, res["seconds"][0])
+
+    def warm(res: dict, tt: int) -> float:
+        return throughput(res, tt, min(res["seconds"][1:]))
+
+    ok = [(e, tt, r) for e, tt, r in results if "error" not in r]
+    base = next(((r, tt) for e, tt, r in ok if e == BASELINE), None)
+    header = [
         "engine",
         "indices",
         "cube shape",
@@ -396,31 +415,48 @@ def main() -> None:
         "M index-px/s",
         "peak RSS (GB)",
         "x spyndex-numpy",
-    )
+    ]
+    if args.repeat > 1:
+        header += ["warm seconds", "warm M index-px/s", "warm x spyndex-numpy"]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
     for engine, tt, res in results:
         shape = f"{tt}x{len(BANDS)}x{NY}x{NX}"
         if "error" in res:
-            cells = [ENGINES[engine], "-", shape, "failed", "-", "-", res["error"][:80]]
+            cells = [ENGINES[engine], "-", shape, "failed: " + res["error"][:80]]
+            cells += ["-"] * (len(header) - len(cells))
         else:
-            tp = throughput(res, tt)
+            tp = cold(res, tt)
             cells = [
                 ENGINES[engine],
                 str(res["n_indices"]),
                 shape,
-                f"{res['seconds']:.2f}",
+                f"{res['seconds'][0]:.2f}",
                 f"{tp:,.0f}",
                 f"{res['max_rss_bytes'] / 1e9:.2f}",
-                f"{tp / base:.1f}" if base else "-",
+                f"{tp / cold(*base):.1f}" if base else "-",
             ]
+            if args.repeat > 1:
+                wtp = warm(res, tt)
+                cells += [
+                    f"{min(res['seconds'][1:]):.2f}",
+                    f"{wtp:,.0f}",
+                    f"{wtp / warm(*base):.1f}" if base else "-",
+                ]
         print("| " + " | ".join(cells) + " |")
     print()
     print(
-        f"seconds: compute only (input creation not timed); zarr rows: lazy open + compute + "
-        f"to_zarr write (output chunks t={CHUNK_T}, all bands, {NY}x{NX}; default codecs). "
-        "Peak RSS: ru_maxrss of a fresh process per row (includes its input cube)."
+        "seconds: wall time of the compute only (input creation not timed), first run in a "
+        "fresh process; zarr rows: lazy open_zarr + compute + to_zarr "
+        f"(output chunks t={CHUNK_T}, all bands, {NY}x{NX}; default codecs)."
     )
+    if args.repeat > 1:
+        print(
+            f"warm: best of {args.repeat - 1} further run(s) in the same process (memory pages "
+            "already faulted in). Peak RSS: ru_maxrss of the row's process (input cube included)."
+        )
+    else:
+        print("Peak RSS: ru_maxrss of the row's process (input cube included).")
     print(f"total benchmark time: {time.perf_counter() - start:.0f} s")
 
 
