@@ -36,6 +36,7 @@ RESULT_MARK = "BENCH-RESULT "
 
 ENGINES = {
     "ours-numpy": "openeo-deepfeatures numpy",
+    "ours-numpy-f32": "openeo-deepfeatures numpy, precision=float32",
     "ours-dask": "openeo-deepfeatures dask",
     "ours-zarr": "openeo-deepfeatures streaming zarr->zarr",
     "spyndex-numpy": "spyndex numpy",
@@ -201,10 +202,15 @@ def run_engine(engine: str, t: int, repeat: int) -> dict[str, Any]:
     import xarray as xr
 
     from openeo_deepfeatures.indices.compute import compute_indices
+    from openeo_deepfeatures.io import write_zarr
 
     if engine == "ours-numpy":
         cube = as_dataarray(make_cube(t))
         return timed(lambda: compute_indices(cube), _describe_xr, repeat)
+
+    if engine == "ours-numpy-f32":
+        cube = as_dataarray(make_cube(t))
+        return timed(lambda: compute_indices(cube, precision="float32"), _describe_xr, repeat)
 
     if engine == "ours-dask":
         cube = as_dataarray(make_cube(t)).chunk({"t": CHUNK_T, "bands": -1, "y": NY, "x": NX})
@@ -217,14 +223,14 @@ def run_engine(engine: str, t: int, repeat: int) -> dict[str, Any]:
             write_input_zarr(src, t)
 
             def run() -> str:
+                # the package's streaming path: lazy input, bounded compute chunks, zarr v3
+                # written atomically by write_zarr (default output chunks: 32 indices)
                 cube = xr.open_zarr(src, chunks={"t": CHUNK_T})["reflectance"]
-                out = compute_indices(cube)
-                out = out.chunk({"t": CHUNK_T, "bands": -1, "y": NY, "x": NX})
-                out.to_zarr(dst, mode="w", consolidated=True)
+                write_zarr(compute_indices(cube), dst, overwrite=True)
                 return dst
 
             def describe(path: str) -> dict[str, Any]:
-                written = xr.open_zarr(path)["spectral_indices"]
+                written = xr.open_zarr(path, consolidated=False)["spectral_indices"]
                 if not np.isfinite(written.isel(t=-1, bands=0).values).any():
                     raise RuntimeError("output store holds no finite value")
                 return {**_describe_xr(written), "out_bytes_on_disk": _du(path)}
@@ -320,6 +326,34 @@ def check_agreement() -> str:
     return msg + (f"; MISMATCH: {', '.join(bad)}" if bad else "")
 
 
+def _machine_cpu() -> tuple[float, float] | None:
+    """(busy, steal) CPU seconds of the whole machine so far, from /proc/stat (Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = sum(fields[:3]) + sum(fields[5:7])  # user nice system + irq softirq
+    steal = fields[7] if len(fields) > 7 else 0.0
+    return busy / hz, steal / hz
+
+
+def _other_load(before: tuple[float, float] | None) -> str:
+    """CPU time that processes other than this benchmark used while the rows ran."""
+    after = _machine_cpu()
+    if before is None or after is None:
+        return "machine load during the rows: unknown (no /proc/stat)"
+    mine = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = mine.ru_utime + mine.ru_stime
+    other = max(0.0, after[0] - before[0] - own)
+    note = " (timings disturbed)" if other > 10 else ""
+    return (
+        f"CPU used by other processes while the rows ran: {other:.0f} core-s{note}; "
+        f"VM steal: {after[1] - before[1]:.0f} s"
+    )
+
+
 def machine_line() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -366,9 +400,10 @@ def main() -> None:
         return
 
     t = 10 if args.quick else 50
-    runs = [(e, t) for e in ENGINES]
+    runs = [(e, t, args.repeat) for e in ENGINES]
     if not args.quick:
-        runs.insert(3, ("ours-zarr", 200))
+        # 4x the cube, to show that streaming memory does not grow; one run (the slowest row)
+        runs.insert(3, ("ours-zarr", 200, 1))
     timeout = 300 if args.quick else 900
 
     start = time.perf_counter()
@@ -377,15 +412,19 @@ def main() -> None:
     print(f"load average before the run: {os.getloadavg()[0]:.2f} (1 min)")
     print(check_agreement())
     print(flush=True)
+    cpu0 = _machine_cpu()
 
     results = []
-    for engine, tt in runs:
+    for engine, tt, repeat in runs:
         print(f"running {ENGINES[engine]} t={tt} ...", file=sys.stderr, flush=True)
-        res = run_child(engine, tt, args.repeat, timeout)
+        res = run_child(engine, tt, repeat, timeout)
         results.append((engine, tt, res))
         if "error" in res:
             print(f"  FAILED: {res['error']}", file=sys.stderr, flush=True)
             continue
+        if "out_bytes_on_disk" in res:
+            gb = res["out_bytes_on_disk"] / 1e9
+            print(f"  output store: {gb:.2f} GB on disk", file=sys.stderr, flush=True)
         for k, (sec, (user, system)) in enumerate(
             zip(res["seconds"], res["cpu_user_sys"], strict=True)
         ):
@@ -436,7 +475,9 @@ def main() -> None:
                 f"{res['max_rss_bytes'] / 1e9:.2f}",
                 f"{tp / cold(*base):.1f}" if base else "-",
             ]
-            if args.repeat > 1:
+            if args.repeat > 1 and len(res["seconds"]) == 1:
+                cells += ["-"] * 3
+            elif args.repeat > 1:
                 wtp = warm(res, tt)
                 cells += [
                     f"{min(res['seconds'][1:]):.2f}",
@@ -452,11 +493,13 @@ def main() -> None:
     )
     if args.repeat > 1:
         print(
-            f"warm: best of {args.repeat - 1} further run(s) in the same process (memory pages "
-            "already faulted in). Peak RSS: ru_maxrss of the row's process (input cube included)."
+            f"warm: best of {args.repeat - 1} further run(s) in the same process (imports, "
+            "caches and recently freed memory warm). Peak RSS: ru_maxrss of the row's process "
+            "(input cube included)."
         )
     else:
         print("Peak RSS: ru_maxrss of the row's process (input cube included).")
+    print(_other_load(cpu0))
     print(f"total benchmark time: {time.perf_counter() - start:.0f} s")
 
 

@@ -86,9 +86,11 @@ class _Machine:
     def run(self) -> None:
         for func, args, kwargs in self.calls:
             func(*args, **kwargs)
-        # inf -> NaN: y - y is 0 for finite y and NaN for +-inf or NaN.
-        np.subtract(self.y, self.y, out=self.scratch)
-        np.add(self.y, self.scratch, out=self.y)
+        # inf -> NaN. Infinities are rare (division by exactly zero), so test first; then
+        # y - y is 0 for finite y and NaN for +-inf or NaN.
+        if np.isinf(self.y).any():
+            np.subtract(self.y, self.y, out=self.scratch)
+            np.add(self.y, self.scratch, out=self.y)
 
 
 def run_program(

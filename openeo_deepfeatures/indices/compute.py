@@ -40,8 +40,34 @@ def _check_reflectance_sample(values: np.ndarray) -> None:
         )
 
 
+#: Largest output chunk (bytes) a dask task produces: 245 indices from 6 bands make a chunk
+#: 40x larger than its input, so input chunks are split to keep memory bounded.
+MAX_OUTPUT_CHUNK_BYTES = 64 * 2**20
+
+
+def _bounded_chunks(data: Any, band_axis: int, n_out: int) -> Any:
+    """All bands in one chunk; other axes split so no output chunk exceeds the limit."""
+    chunks = [max(c) for c in data.chunks]
+    chunks[band_axis] = data.shape[band_axis]
+    while True:
+        pixels = int(np.prod([c for i, c in enumerate(chunks) if i != band_axis], dtype=np.int64))
+        if pixels * n_out * 4 <= MAX_OUTPUT_CHUNK_BYTES:
+            break
+        axis = max((i for i in range(len(chunks)) if i != band_axis), key=lambda i: chunks[i])
+        if chunks[axis] == 1:
+            break
+        chunks[axis] = (chunks[axis] + 1) // 2
+    wanted = {i: c for i, c in enumerate(chunks) if c != max(data.chunks[i])}
+    return data.rechunk(wanted) if wanted else data
+
+
 def evaluate_program(
-    program: dict[str, Any], data: Any, band_axis: int, *, threads: int | None
+    program: dict[str, Any],
+    data: Any,
+    band_axis: int,
+    *,
+    threads: int | None,
+    precision: str = "float64",
 ) -> Any:
     """Run a compiled program over an n-d numpy or dask array along ``band_axis``."""
     n_out = len(program["outputs"])
@@ -56,12 +82,11 @@ def evaluate_program(
             block.shape[band_axis],
             int(np.prod(post, dtype=np.int64)),
         )
-        out = run_program(program, x, threads=threads)
+        out = run_program(program, x, threads=threads, precision=precision)
         return out.reshape((*pre, n_out, *post))
 
     if hasattr(data, "map_blocks") and hasattr(data, "chunks"):
-        if data.numblocks[band_axis] != 1:
-            data = data.rechunk({band_axis: -1})
+        data = _bounded_chunks(data, band_axis, n_out)
         chunks = tuple(c if i != band_axis else (n_out,) for i, c in enumerate(data.chunks))
         return data.map_blocks(
             kernel, dtype=np.float32, chunks=chunks, meta=np.array((), np.float32)
@@ -76,6 +101,7 @@ def compute_indices(
     constants: Mapping[str, Any] | None = None,
     formulas: Mapping[str, str] | None = None,
     threads: int | None = None,
+    precision: str = "float64",
 ) -> xr.DataArray:
     """Compute spectral indices from a Sentinel-2 reflectance cube.
 
@@ -98,6 +124,10 @@ def compute_indices(
         constants; parsed with a whitelist, never evaluated).
     threads
         Worker threads for numpy input (default: one per CPU). Dask input uses dask's scheduler.
+    precision
+        Working precision of intermediate results: ``"float64"`` (default) gives every index
+        to float32 output accuracy, also where terms nearly cancel (EVI, VARI, kEVI near their
+        poles); ``"float32"`` is about 1.5x faster and loses up to ~1e-3 relative accuracy there.
 
     Returns
     -------
@@ -133,10 +163,18 @@ def compute_indices(
             parameter="threads",
             reason=f"expected an integer >= 1, got {threads!r}.",
         )
+    if precision not in ("float32", "float64"):
+        raise ProcessParameterInvalid(
+            process=PROCESS,
+            parameter="precision",
+            reason=f"expected 'float32' or 'float64', got {precision!r}.",
+        )
     program = compile_indices(indices, labels, constants, formulas)
     selected = cube.sel(bands=list(program.inputs))
     axis = selected.get_axis_num("bands")
-    data = evaluate_program(program.to_dict(), selected.data, axis, threads=threads)
+    data = evaluate_program(
+        program.to_dict(), selected.data, axis, threads=threads, precision=precision
+    )
     coords = {name: coord for name, coord in cube.coords.items() if "bands" not in coord.dims}
     coords["bands"] = list(program.outputs)
     out = xr.DataArray(data, dims=cube.dims, coords=coords, name="spectral_indices")

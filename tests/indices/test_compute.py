@@ -255,3 +255,25 @@ def test_dataset_of_bands_accepted():
     ds = make_cube(bands=["B04", "B08"]).to_dataset(dim="bands")
     out = odf.compute_indices(ds, "NDVI")
     assert out.sizes["bands"] == 1
+
+
+def test_dask_output_chunks_are_bounded():
+    from openeo_deepfeatures.indices.compute import MAX_OUTPUT_CHUNK_BYTES
+
+    data = da.full((20, 12, 512, 512), 0.3, dtype=np.float32, chunks=(20, 6, 512, 512))
+    cube = make_cube(shape=(20, 512, 512)).copy(data=data)
+    out = odf.compute_indices(cube)
+    assert out.data.chunks[1] == (out.sizes["bands"],)
+    biggest = np.prod([max(c) for c in out.data.chunks]) * 4
+    assert biggest <= MAX_OUTPUT_CHUNK_BYTES
+    np.testing.assert_allclose(out.isel(t=0, y=0, x=slice(0, 3)).sel(bands="NDVI").values, 0.0)
+
+
+def test_precision_option():
+    cube = make_cube(shape=(2, 8, 8))
+    fast = odf.compute_indices(cube, ["NDVI", "EVI"], precision="float32")
+    exact = odf.compute_indices(cube, ["NDVI", "EVI"])
+    assert fast.dtype == np.float32
+    np.testing.assert_allclose(fast.values, exact.values, rtol=1e-3)
+    with pytest.raises(ProcessParameterInvalid, match="precision"):
+        odf.compute_indices(cube, "NDVI", precision="half")
