@@ -390,6 +390,13 @@ def main() -> None:
         help="timed runs per engine in its process: the first (cold) gives the main columns, "
         "the best of the others the 'warm' columns; 1 disables them (default 2)",
     )
+    parser.add_argument(
+        "--numpy-hugepage",
+        action="store_true",
+        help="keep numpy's transparent-huge-page hint for large arrays; by default every row "
+        "runs with NUMPY_MADVISE_HUGEPAGE=0, because on VMs the hint can make first writes to "
+        "fresh memory several times slower and swamps the compute being compared",
+    )
     parser.add_argument("--child", choices=list(ENGINES), help=argparse.SUPPRESS)
     parser.add_argument("--t", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -398,6 +405,8 @@ def main() -> None:
     if args.child:
         child_main(args.child, args.t, args.repeat)
         return
+    if not args.numpy_hugepage:
+        os.environ["NUMPY_MADVISE_HUGEPAGE"] = "0"  # inherited by every row's process
 
     t = 10 if args.quick else 50
     runs = [(e, t, args.repeat) for e in ENGINES]
@@ -488,8 +497,13 @@ def main() -> None:
     print()
     print(
         "seconds: wall time of the compute only (input creation not timed), first run in a "
-        "fresh process; zarr rows: lazy open_zarr + compute + to_zarr "
-        f"(output chunks t={CHUNK_T}, all bands, {NY}x{NX}; default codecs)."
+        "fresh process; zarr rows: lazy open_zarr (chunks t={CHUNK_T}) + compute_indices + "
+        "openeo_deepfeatures.io.write_zarr (zarr v3, 32 indices per chunk, default codecs)."
+    )
+    print(
+        "NUMPY_MADVISE_HUGEPAGE="
+        + os.environ.get("NUMPY_MADVISE_HUGEPAGE", "<unset: numpy default, huge pages on>")
+        + " for every row (--numpy-hugepage keeps numpy's default)."
     )
     if args.repeat > 1:
         print(

@@ -165,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OpenEOError as exc:
         print(f"deepfeatures: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `deepfeatures indices list | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -115,8 +115,10 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = False) -> Iterat
             shutil.rmtree(trash, ignore_errors=True)
         os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink()
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
 
 
 def write_zarr(
@@ -143,7 +145,7 @@ def write_zarr(
         da = da.rio.write_crs(crs)
     if chunks is None:
         chunks = {"bands": 32} if "bands" in da.dims else {}
-    if (chunks and da.chunks is None) or chunks:
+    if chunks:
         da = da.chunk({d: c for d, c in chunks.items() if d in da.dims})
     ds = da.to_dataset()
     for var in ds.variables.values():

@@ -366,6 +366,10 @@ def preprocess_s2(
         scl = cube.sel(bands="SCL", drop=True)
         bad = scl.isin(invalid) | scl.isnull()
         if dilation:
+            if not {"y", "x"} <= set(bad.dims):
+                raise DimensionNotAvailable(
+                    reason=f"process '{process}': dilation needs 'y' and 'x' dimensions, got {bad.dims}."
+                )
             bad = _dilate(bad, int(dilation))
         refl = refl.where(~bad)
     refl = refl.astype(np.float32).transpose(*cube.dims)

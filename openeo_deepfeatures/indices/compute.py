@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import ProcessParameterInvalid
-from ..sentinel2 import canonical_cube
+from ..sentinel2 import BAND_BY_LABEL, canonical_cube
 from ..udf.spectral_indices import run_program
 from .catalogue import ASI_VERSION
 from .resolve import PROCESS, compile_indices
@@ -71,11 +71,13 @@ def evaluate_program(
 ) -> Any:
     """Run a compiled program over an n-d numpy or dask array along ``band_axis``."""
     n_out = len(program["outputs"])
+    # the DN check looks at reflectance bands only (not at external inputs such as PAR)
+    reflective = [i for i, label in enumerate(program["inputs"]) if label in BAND_BY_LABEL]
 
     def kernel(block: np.ndarray, threads: int | None = 1) -> np.ndarray:
         if not np.issubdtype(block.dtype, np.floating):
             block = block.astype(np.float32)
-        _check_reflectance_sample(block)
+        _check_reflectance_sample(np.take(block, reflective, axis=band_axis))
         pre, post = block.shape[:band_axis], block.shape[band_axis + 1 :]
         x = np.ascontiguousarray(block).reshape(
             int(np.prod(pre, dtype=np.int64)),

@@ -190,17 +190,35 @@ def resolve_indices(
     per_index = {k: dict(v) for k, v in per_items}
     resolved: list[ResolvedIndex] = []
     problems: list[str] = []
+    used: set[str] = set()
     for name in names:
         if name in custom:
             expr, defaults = parse_formula(custom[name], name), {}
         else:
             spec: IndexSpec = cat[name]
             expr, defaults = _parse_catalogue(name), spec.constants
+        names_in_formula = symbols(expr)
+        names_in_formula |= {p for s in names_in_formula for p in (_kernel_parts(s) or ())}
+        used |= names_in_formula
+        stray = sorted(set(per_index.get(name, {})) - names_in_formula)
+        if stray:
+            raise ProcessParameterInvalid(
+                process=PROCESS,
+                parameter="constants",
+                reason=f"{name} has no constant {stray}; its formula is {_formula(name, custom)!r}.",
+            )
         bound = _bind(name, expr, labels, flat, per_index.get(name, {}), defaults)
         if isinstance(bound, str):
             problems.append(bound)
         else:
             resolved.append(bound)
+    stray = sorted(set(flat) - used)
+    if stray:
+        raise ProcessParameterInvalid(
+            process=PROCESS,
+            parameter="constants",
+            reason=f"no requested index uses the constants {stray} (a typo?).",
+        )
     if explicit and problems:
         have = sorted(labels)
         raise BandMissing(
@@ -213,6 +231,10 @@ def resolve_indices(
             reason=f"no spectral index is computable from the bands {sorted(labels)}.",
         )
     return resolved
+
+
+def _formula(name: str, custom: Mapping[str, str]) -> str:
+    return custom[name] if name in custom else catalogue()[name].formula
 
 
 @cache

@@ -277,3 +277,19 @@ def test_precision_option():
     np.testing.assert_allclose(fast.values, exact.values, rtol=1e-3)
     with pytest.raises(ProcessParameterInvalid, match="precision"):
         odf.compute_indices(cube, "NDVI", precision="half")
+
+
+def test_stray_constants_refused():
+    with pytest.raises(
+        ProcessParameterInvalid, match=r"no requested index uses the constants \['LL'\]"
+    ):
+        odf.compute_indices(make_cube(), ["SAVI"], constants={"LL": 0.5})
+    with pytest.raises(ProcessParameterInvalid, match=r"NDVI has no constant \['L'\]"):
+        odf.compute_indices(make_cube(), ["NDVI"], constants={"NDVI": {"L": 0.5}})
+
+
+def test_par_band_is_not_mistaken_for_dn():
+    cube = make_cube({"B04": 0.1, "B08": 0.5}, bands=["B04", "B08", "PAR"])
+    cube.loc[{"bands": "PAR"}] = 1200.0
+    cube = cube.sel(bands=["PAR", "B04", "B08"])
+    assert np.isfinite(odf.compute_indices(cube, "NIRvP").values).all()
