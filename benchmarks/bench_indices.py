@@ -462,6 +462,7 @@ def main() -> None:
         "seconds",
         "M index-px/s",
         "peak RSS (GB)",
+        "CPU user / sys s",
         "x spyndex-numpy",
     ]
     if args.repeat > 1:
@@ -482,6 +483,7 @@ def main() -> None:
                 f"{res['seconds'][0]:.2f}",
                 f"{tp:,.0f}",
                 f"{res['max_rss_bytes'] / 1e9:.2f}",
+                "{:.1f} / {:.1f}".format(*res["cpu_user_sys"][0]),
                 f"{tp / cold(*base):.1f}" if base else "-",
             ]
             if args.repeat > 1 and len(res["seconds"]) == 1:
@@ -497,8 +499,10 @@ def main() -> None:
     print()
     print(
         "seconds: wall time of the compute only (input creation not timed), first run in a "
-        "fresh process; zarr rows: lazy open_zarr (chunks t={CHUNK_T}) + compute_indices + "
-        "openeo_deepfeatures.io.write_zarr (zarr v3, 32 indices per chunk, default codecs)."
+        f"fresh process; zarr rows: lazy open_zarr (chunks t={CHUNK_T}) + compute_indices + "
+        "openeo_deepfeatures.io.write_zarr (zarr v3, 32 indices per chunk, default codecs). "
+        "CPU: user and system seconds of the cold run (system time is mostly page faults "
+        "on fresh memory, which are expensive on VMs)."
     )
     print(
         "NUMPY_MADVISE_HUGEPAGE="
