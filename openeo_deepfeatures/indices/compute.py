@@ -35,7 +35,8 @@ def _check_reflectance_sample(values: np.ndarray) -> None:
             reason=(
                 f"values look like Sentinel-2 digital numbers (median {float(np.median(sample)):g}), "
                 "not reflectance (about 0..1). Convert first with "
-                "`openeo_deepfeatures.preprocess_s2(cube)` (DN -> reflectance, clouds masked)."
+                "`openeo_deepfeatures.preprocess_s2(cube)` (DN -> reflectance, clouds masked; "
+                "CLI: --preprocess)."
             ),
         )
 
@@ -145,7 +146,7 @@ def compute_indices(
             parameter="data",
             reason=(
                 f"integer data ({cube.dtype}) looks like Sentinel-2 digital numbers, not reflectance. "
-                "Convert first with `openeo_deepfeatures.preprocess_s2(cube)`."
+                "Convert first with `openeo_deepfeatures.preprocess_s2(cube)` (CLI: --preprocess)."
             ),
         )
     if not np.issubdtype(cube.dtype, np.floating):

@@ -1,0 +1,66 @@
+"""Opening cubes and writing zarr atomically."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rioxarray  # noqa: F401  (registers .rio)
+import xarray as xr
+
+from openeo_deepfeatures.errors import ProcessParameterInvalid
+from openeo_deepfeatures.io import atomic_path, open_cube, write_zarr
+
+from .conftest import make_cube
+
+
+def test_atomic_path_moves_into_place_only_on_success(tmp_path):
+    target = tmp_path / "out.zarr"
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "x").write_text("1")
+        assert not target.exists()
+    assert (target / "x").read_text() == "1"
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "bad.zarr") as tmp:
+        tmp.mkdir()
+        raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
+
+
+def test_atomic_path_overwrite(tmp_path):
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    with pytest.raises(ProcessParameterInvalid, match="exists"), atomic_path(target):
+        pass
+    with atomic_path(target, overwrite=True) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
+
+
+def test_write_zarr_roundtrip_with_crs(tmp_path):
+    cube = make_cube(bands=["B04", "B08"]).rio.write_crs("EPSG:3035")
+    path = write_zarr(cube, tmp_path / "c.zarr")
+    back = open_cube(path)
+    assert back.rio.crs.to_epsg() == 3035
+    xr.testing.assert_allclose(
+        back.compute().drop_vars("spatial_ref"), cube.drop_vars("spatial_ref")
+    )
+
+
+def test_open_cube_errors(tmp_path):
+    with pytest.raises(ProcessParameterInvalid, match="does not exist"):
+        open_cube(tmp_path / "missing.nc")
+    ds = xr.Dataset(
+        {
+            "a": (("bands", "y"), np.zeros((2, 3))),
+            "b": (("bands", "y"), np.zeros((2, 3))),
+        },
+        coords={"bands": ["B04", "B08"]},
+    )
+    path = tmp_path / "two.nc"
+    ds.to_netcdf(path)
+    with pytest.raises(ProcessParameterInvalid, match="several variables"):
+        open_cube(path)
+    assert open_cube(path, variable="b").name == "b"
+    with pytest.raises(ProcessParameterInvalid, match="not in"):
+        open_cube(path, variable="c")

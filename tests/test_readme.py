@@ -1,0 +1,21 @@
+"""The README's Python examples run as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_python_blocks_run():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text("utf-8"), flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), {})  # our own README, not user input
+
+
+def test_first_two_commands():
+    lines = README.read_text("utf-8").split("```bash\n", 1)[1].splitlines()
+    assert lines[0].startswith("pip install . && deepfeatures demo")
+    assert lines[1].startswith('pip install -e ".[test]" && python -m pytest')
