@@ -15,6 +15,7 @@ __all__ = [
     "BandMissing",
     "CollectionNotFound",
     "DimensionNotAvailable",
+    "FeatureUnsupported",
     "FormulaInvalid",
     "IndexUnknown",
     "NoDataAvailable",
@@ -103,3 +104,9 @@ class NoDataAvailable(OpenEOError):
     code = "NoDataAvailable"
     status_code = 400
     message = "There is no data available for the given extents: {reason}"
+
+
+class FeatureUnsupported(OpenEOError):
+    code = "FeatureUnsupported"
+    status_code = 501
+    message = "Unsupported feature: {reason}"

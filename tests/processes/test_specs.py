@@ -1,0 +1,175 @@
+"""Our openEO process specs: well-formed, bound to their implementations, known subtypes."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import xarray as xr
+
+import openeo_deepfeatures as odf
+from openeo_deepfeatures.errors import FeatureUnsupported, ProcessUnsupported
+from openeo_deepfeatures.processes import PROCESS_IDS, get_implementation, get_spec, list_specs
+
+from ..conftest import make_cube
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "openeo-processes"
+
+# The process description format of the openEO API (GET /processes, `process` schema),
+# written out as JSON Schema: what a backend must serve and a client may rely on.
+PROCESS_SCHEMA = {
+    "type": "object",
+    "required": ["id", "description", "parameters", "returns"],
+    "properties": {
+        "id": {"type": "string", "pattern": r"^\w+$"},
+        "summary": {"type": "string"},
+        "description": {"type": "string"},
+        "categories": {"type": "array", "items": {"type": "string"}},
+        "experimental": {"type": "boolean"},
+        "deprecated": {"type": "boolean"},
+        "parameters": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "description", "schema"],
+                "properties": {
+                    "name": {"type": "string", "pattern": r"^\w+$"},
+                    "description": {"type": "string"},
+                    "optional": {"type": "boolean"},
+                    "deprecated": {"type": "boolean"},
+                    "experimental": {"type": "boolean"},
+                    "schema": {
+                        "anyOf": [
+                            {"type": "object"},
+                            {"type": "array", "items": {"type": "object"}},
+                        ]
+                    },
+                },
+                "additionalProperties": {},
+            },
+        },
+        "returns": {
+            "type": "object",
+            "required": ["schema"],
+            "properties": {
+                "description": {"type": "string"},
+                "schema": {
+                    "anyOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]
+                },
+            },
+        },
+        "exceptions": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["message"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "description": {"type": "string"},
+                    "http": {"type": "integer"},
+                },
+            },
+        },
+        "examples": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["arguments"],
+                "properties": {"arguments": {"type": "object"}},
+            },
+        },
+        "links": {"type": "array", "items": {"type": "object", "required": ["href", "rel"]}},
+    },
+}
+
+
+def schemas_of(value):
+    """Every (sub-)schema in a parameter or return schema."""
+    if isinstance(value, list):
+        for item in value:
+            yield from schemas_of(item)
+    elif isinstance(value, dict):
+        yield value
+        for key in ("items", "anyOf", "oneOf", "allOf", "additionalProperties"):
+            if key in value:
+                yield from schemas_of(value[key])
+
+
+@pytest.mark.parametrize("process_id", PROCESS_IDS)
+def test_spec_is_a_valid_process_description(process_id):
+    spec = get_spec(process_id)
+    jsonschema.validate(spec, PROCESS_SCHEMA)
+    assert spec["id"] == process_id
+    for schema in schemas_of(
+        [p["schema"] for p in spec["parameters"]] + [spec["returns"]["schema"]]
+    ):
+        jsonschema.Draft7Validator.check_schema(schema)
+
+
+@pytest.mark.parametrize("process_id", PROCESS_IDS)
+def test_subtypes_are_openeo_subtypes(process_id):
+    subtypes = json.loads((SHARED / "meta" / "subtype-schemas.json").read_text())["definitions"]
+    spec = get_spec(process_id)
+    used = {
+        s["subtype"]
+        for s in schemas_of([p["schema"] for p in spec["parameters"]] + [spec["returns"]["schema"]])
+        if "subtype" in s
+    }
+    assert used, "every process here takes and returns data cubes"
+    assert used <= set(subtypes)
+
+
+@pytest.mark.parametrize("process_id", PROCESS_IDS)
+def test_spec_bound_to_implementation(process_id):
+    spec = get_spec(process_id)
+    signature = inspect.signature(get_implementation(process_id))
+    assert [p["name"] for p in spec["parameters"]] == list(signature.parameters)
+    for param in spec["parameters"]:
+        default = signature.parameters[param["name"]].default
+        if param.get("optional"):
+            expected = list(default) if isinstance(default, tuple) else default
+            assert param["default"] == expected, param["name"]
+        else:
+            assert default is inspect.Parameter.empty, param["name"]
+
+
+@pytest.mark.parametrize("process_id", PROCESS_IDS)
+def test_example_arguments_are_parameters(process_id):
+    spec = get_spec(process_id)
+    names = {p["name"] for p in spec["parameters"]}
+    required = {p["name"] for p in spec["parameters"] if not p.get("optional")}
+    for example in spec["examples"]:
+        assert required <= set(example["arguments"]) <= names
+
+
+def test_list_and_unknown():
+    assert [s["id"] for s in list_specs()] == list(PROCESS_IDS)
+    with pytest.raises(ProcessUnsupported, match="nope"):
+        get_spec("nope")
+
+
+def test_spectral_indices_process_calls_native_api():
+    cube = make_cube(shape=(2, 3, 3))
+    impl = get_implementation("deepfeatures_spectral_indices")
+    out = impl(cube, ["NDVI", "SAVI"], {"SAVI": {"L": 0.25}})
+    xr.testing.assert_identical(
+        out, odf.compute_indices(cube, ["NDVI", "SAVI"], constants={"SAVI": {"L": 0.25}})
+    )
+
+
+def test_preprocess_process_calls_native_api(demo_dn):
+    impl = get_implementation("deepfeatures_preprocess_s2")
+    cube = demo_dn.isel(t=slice(0, 3))
+    np.testing.assert_array_equal(
+        impl(cube, dilation=1).values, odf.preprocess_s2(cube, dilation=1).values
+    )
+
+
+@pytest.mark.parametrize("process_id", ["deepfeatures_embed", "deepfeatures_feature_cube"])
+def test_encoder_processes_not_available_yet(process_id):
+    with pytest.raises(FeatureUnsupported, match="not available in this release"):
+        get_implementation(process_id)(make_cube())
