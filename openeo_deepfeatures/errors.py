@@ -36,11 +36,13 @@ class OpenEOError(Exception):
 
     def __init__(self, message: str | None = None, **fields: Any) -> None:
         self.fields = fields
+        self.node_id: str | None = None  # set by the executor: the process-graph node that failed
         text = message if message is not None else self.message.format(**fields)
         super().__init__(text)
 
     def __str__(self) -> str:
-        return f"[{self.code}] {super().__str__()}"
+        where = f" (process graph node '{self.node_id}')" if self.node_id else ""
+        return f"[{self.code}] {super().__str__()}{where}"
 
     def to_dict(self) -> dict[str, Any]:
         """The error as an openEO API error object (``code`` and ``message``)."""

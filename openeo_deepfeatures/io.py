@@ -15,7 +15,7 @@ import xarray as xr
 
 from .errors import ProcessParameterInvalid
 
-__all__ = ["atomic_path", "open_cube", "write_zarr"]
+__all__ = ["atomic_path", "clean_attrs", "open_cube", "write_zarr"]
 
 _GEOTIFF = (".tif", ".tiff", ".gtiff")
 _NETCDF = (".nc", ".nc4", ".netcdf", ".cdf", ".h5")
@@ -95,6 +95,24 @@ def open_cube(
     return ds  # a Dataset of per-band variables; canonical_cube stacks it
 
 
+def clean_attrs(attrs: dict) -> dict:
+    """Attributes netCDF and zarr can store: strings, numbers, and lists/arrays of them.
+
+    Others (dicts such as openeo-processes-dask's ``reduced_dimensions_min_values``,
+    datetimes) are dropped: they describe processing state, not the data.
+    """
+    out = {}
+    for key, value in attrs.items():
+        if isinstance(value, (str, int, float, np.number)) and not isinstance(value, bool):
+            out[key] = value
+        elif isinstance(value, (list, tuple, np.ndarray)) and all(
+            isinstance(v, (str, int, float, np.number)) and not isinstance(v, bool)
+            for v in np.ravel(value)
+        ):
+            out[key] = list(np.ravel(value).tolist())
+    return out
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``target``; move it into place only on success."""
@@ -137,6 +155,7 @@ def write_zarr(
 
     name = da.name or "data"
     da = da.rename(name)
+    da.attrs = clean_attrs(da.attrs)
     if "bands" in da.coords:
         # variable-length strings have a zarr v3 spec; fixed-width unicode has none
         da = da.assign_coords(bands=np.asarray(da["bands"].values, dtype=object))

@@ -1,0 +1,310 @@
+"""Evaluating process graphs: scopes, fresh callbacks, nested references, UDPs.
+
+What this layer fixes against walking graphs with openeo-pg-parser-networkx:
+- a callback is evaluated afresh on every call (no result cached per node across windows);
+- ``{"from_parameter": ...}`` resolves at any depth of dict/list arguments and through the
+  parent scopes (a callback sees the parameters of the process graph around it);
+- user-defined processes are evaluated with their own parameters and defaults, wherever
+  they appear: as the result node, inside reducers and other callbacks, nested in UDPs.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from ..errors import (
+    OpenEOError,
+    ProcessParameterInvalid,
+    ProcessParameterMissing,
+    ProcessUnsupported,
+)
+from .graph import Graph, check_nodes, load_graph, topological_order
+from .registry import Process, Registry, call_kwargs
+
+__all__ = ["Context", "Scope", "evaluate"]
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Parameters visible to a process graph, with the scope around it."""
+
+    values: Mapping[str, Any]
+    parent: Scope | None = None
+
+    def lookup(self, name: str) -> Any:
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.values:
+                return scope.values[name]
+            scope = scope.parent
+        return _MISSING
+
+
+@dataclass
+class Context:
+    """What every node of one run shares."""
+
+    registry: Registry
+    udps: dict[str, Graph] = field(default_factory=dict)
+    builtin_udp_dirs: tuple[Path, ...] = ()
+    allow_udf: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+    _remote: dict[str, Graph] = field(default_factory=dict)
+
+    def find_udp(self, process_id: str, namespace: str | None) -> Graph | None:
+        if namespace is None:
+            if process_id in self.udps:
+                return self.udps[process_id]
+            for folder in self.builtin_udp_dirs:
+                path = folder / f"{process_id}.json"
+                if path.is_file():
+                    return _udp_from(load_graph(path), process_id, str(path))
+            return None
+        if namespace.startswith(("https://", "http://")):
+            url = (
+                namespace
+                if namespace.endswith(".json")
+                else f"{namespace.rstrip('/')}/{process_id}.json"
+            )
+            if url not in self._remote:
+                self._remote[url] = _udp_from(_fetch(url), process_id, url)
+            return self._remote[url]
+        path = Path(namespace.removeprefix("file://"))
+        if path.is_dir():
+            path = path / f"{process_id}.json"
+        if path.is_file():
+            return _udp_from(load_graph(path), process_id, str(path))
+        return None
+
+
+def _fetch(url: str) -> Graph:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return load_graph(response.read().decode("utf-8"))
+    except OSError as exc:
+        raise ProcessUnsupported(
+            f"cannot fetch the process namespace {url!r}: {exc}", process="?", namespace=url
+        ) from None
+
+
+def _udp_from(graph: Graph, process_id: str, where: str) -> Graph:
+    if graph.id not in (None, process_id):
+        raise ProcessUnsupported(
+            f"{where} defines process '{graph.id}', not '{process_id}'.",
+            process=process_id,
+            namespace=where,
+        )
+    return graph
+
+
+class Callback:
+    """A child process graph as a Python callable, evaluated afresh on every call."""
+
+    def __init__(self, graph: Graph, scope: Scope, ctx: Context) -> None:
+        self.graph = graph
+        self.scope = scope
+        self.ctx = ctx
+
+    def __call__(
+        self,
+        *args: Any,
+        positional_parameters: Mapping[str, int] | None = None,
+        named_parameters: Mapping[str, Any] | None = None,
+        **inherited: Any,
+    ) -> Any:
+        params = dict(named_parameters or {})
+        for name, index in (positional_parameters or {}).items():
+            params[name] = args[index]
+        if args and not positional_parameters:
+            params.setdefault("x" if "x" in _parameters_used(self.graph) else "data", args[0])
+        if "context" in inherited and "context" not in params:
+            params["context"] = inherited["context"]
+        return evaluate(self.graph, Scope(params, self.scope), self.ctx, inherited)
+
+
+def _parameters_used(graph: Graph) -> set[str]:
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            if "from_parameter" in value:
+                found.add(value["from_parameter"])
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(dict(graph.nodes))
+    return found
+
+
+def _resolve(
+    value: Any, values: Mapping[str, Any], scope: Scope, ctx: Context, where: tuple[str, str]
+) -> Any:
+    if isinstance(value, Mapping):
+        if "from_node" in value:
+            return values[value["from_node"]]
+        if "from_parameter" in value:
+            found = scope.lookup(value["from_parameter"])
+            if found is _MISSING:
+                raise ProcessParameterMissing(process=where[1], parameter=value["from_parameter"])
+            return found
+        if "process_graph" in value:
+            return Callback(check_nodes(value["process_graph"]), scope, ctx)
+        return {k: _resolve(v, values, scope, ctx, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, values, scope, ctx, where) for v in value]
+    return value
+
+
+def _is_literal(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        if {"from_node", "from_parameter", "process_graph"} & set(value):
+            return False
+        return all(_is_literal(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_is_literal(v) for v in value)
+    return True
+
+
+def _check_arguments(spec: Mapping[str, Any], process_id: str, args: Mapping[str, Any]) -> None:
+    params = {p["name"]: p for p in spec.get("parameters", [])}
+    for name in args:
+        if name not in params:
+            raise ProcessParameterInvalid(
+                process=process_id,
+                parameter=name,
+                reason=f"not a parameter of '{process_id}' (it has {sorted(params)}).",
+            )
+    for name, param in params.items():
+        if name not in args and not param.get("optional"):
+            raise ProcessParameterMissing(process=process_id, parameter=name)
+        if name in args and _is_literal(args[name]):
+            schemas = param["schema"] if isinstance(param["schema"], list) else [param["schema"]]
+            if not any(_valid(args[name], s) for s in schemas):
+                raise ProcessParameterInvalid(
+                    process=process_id,
+                    parameter=name,
+                    reason=f"{json.dumps(args[name])[:80]} does not match the schema {json.dumps(param['schema'])[:200]}.",
+                )
+
+
+def _valid(value: Any, schema: Mapping[str, Any]) -> bool:
+    if schema.get("subtype") in (
+        "datacube",
+        "raster-cube",
+        "vector-cube",
+        "process-graph",
+        "labeled-array",
+    ):
+        return (
+            not isinstance(value, (str, int, float, bool))
+            or schema.get("subtype") == "labeled-array"
+        )
+    try:
+        jsonschema.validate(value, schema)
+    except jsonschema.ValidationError:
+        return False
+    except jsonschema.SchemaError:
+        return True  # openEO-specific schema keywords jsonschema cannot judge
+    return True
+
+
+def _run_udp(
+    udp: Graph, process_id: str, args: Mapping[str, Any], ctx: Context, inherited: Mapping[str, Any]
+) -> Any:
+    declared = {p["name"]: p for p in udp.parameters}
+    unknown = sorted(set(args) - set(declared)) if declared else []
+    if unknown:
+        raise ProcessParameterInvalid(
+            process=process_id,
+            parameter=unknown[0],
+            reason=f"not a parameter of '{process_id}' (it has {sorted(declared)}).",
+        )
+    values = dict(args)
+    for name, param in declared.items():
+        if name not in values:
+            if "default" in param:
+                values[name] = param["default"]
+            elif not param.get("optional"):
+                raise ProcessParameterMissing(process=process_id, parameter=name)
+    return evaluate(udp, Scope(values), ctx, inherited)
+
+
+def _call(
+    node_id: str,
+    node: Mapping[str, Any],
+    raw_args: Mapping[str, Any],
+    args: dict[str, Any],
+    ctx: Context,
+    inherited: Mapping[str, Any],
+) -> Any:
+    process_id = node["process_id"]
+    namespace = node.get("namespace")
+    if namespace is None or ctx.registry.has(process_id, namespace):
+        try:
+            process: Process | None = ctx.registry.get(process_id, namespace)
+        except ProcessUnsupported:
+            process = None
+    else:
+        process = None
+    if process is None:
+        udp = ctx.find_udp(process_id, namespace)
+        if udp is None:
+            raise ProcessUnsupported(process=process_id, namespace=namespace or "predefined")
+        return _run_udp(udp, process_id, args, ctx, inherited)
+    if process.spec is not None:
+        _check_arguments(process.spec, process_id, {k: raw_args[k] for k in args})
+    kwargs = call_kwargs(process, inherited, args)
+    if process_id == "run_udf" and not ctx.allow_udf:
+        raise ProcessUnsupported(
+            "run_udf is disabled for this run (allow_udf=False).",
+            process="run_udf",
+            namespace="predefined",
+        )
+    return process.implementation(**kwargs)
+
+
+def evaluate(
+    graph: Graph, scope: Scope, ctx: Context, inherited: Mapping[str, Any] | None = None
+) -> Any:
+    """Evaluate ``graph`` in ``scope``; every node once per call, in dependency order."""
+    inherited = dict(inherited or {})
+    values: dict[str, Any] = {}
+    for node_id in topological_order(graph.nodes, roots=[graph.result]):
+        node = graph.nodes[node_id]
+        raw = node.get("arguments", {})
+        try:
+            args = {
+                k: _resolve(v, values, scope, ctx, (node_id, node["process_id"]))
+                for k, v in raw.items()
+            }
+            values[node_id] = _call(node_id, node, raw, args, ctx, inherited)
+        except OpenEOError as exc:
+            if exc.node_id is None:
+                exc.node_id = node_id
+            raise
+        except Exception as exc:  # an upstream implementation failed: say where, keep the cause
+            raise _upstream_error(exc, node_id, node["process_id"]) from exc
+    return values[graph.result]
+
+
+def _upstream_error(exc: Exception, node_id: str, process_id: str) -> OpenEOError:
+    code = type(exc).__name__
+    upstream_openeo = type(exc).__module__.startswith("openeo_processes_dask")
+    error = OpenEOError(f"process '{process_id}' failed: {exc}")
+    if upstream_openeo:
+        error.code = code  # the upstream exception classes are named after openEO error codes
+        error.status_code = 400
+    error.node_id = node_id
+    return error

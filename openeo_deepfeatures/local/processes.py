@@ -1,0 +1,212 @@
+"""Processes the upstream stack lacks, implemented to their openEO specs for local runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..errors import CollectionNotFound, NoDataAvailable, ProcessParameterInvalid
+from ..sentinel2 import canonical_cube, normalize_band_label
+from .registry import Process
+
+__all__ = ["RunSettings", "load_collection", "overrides", "save_result", "settings"]
+
+
+class RunSettings:
+    """Per-run settings the processes read: collections and where results go."""
+
+    def __init__(
+        self, collections: Mapping[str, Any] | None = None, output: str | Path | None = None
+    ) -> None:
+        self.collections = dict(collections or {})
+        self.output = Path(output) if output is not None else None
+        self.saved: list[dict[str, Any]] = []
+
+
+settings: ContextVar[RunSettings] = ContextVar("deepfeatures_run_settings")
+
+
+def _spec(process_id: str) -> dict[str, Any]:
+    text = resources.files("openeo_processes_dask.specs").joinpath(
+        "openeo-processes", f"{process_id}.json"
+    )
+    return json.loads(text.read_text("utf-8"))
+
+
+def _open_collection(collection_id: str) -> xr.DataArray:
+    run = settings.get(RunSettings())
+    source = run.collections.get(collection_id)
+    if source is None and collection_id == "DEMO_S2":
+        from ..data import load_demo_cube
+
+        return load_demo_cube(chunks={"t": 20})
+    if source is None:
+        known = sorted({"DEMO_S2", *run.collections})
+        raise CollectionNotFound(
+            f"Collection '{collection_id}' does not exist; available locally: {known}.",
+            collection=collection_id,
+        )
+    if isinstance(source, (xr.DataArray, xr.Dataset)):
+        return canonical_cube(source, "load_collection")
+    from ..io import open_cube
+
+    return canonical_cube(open_cube(source, chunks={}), "load_collection")
+
+
+def _bbox_in_crs(
+    extent: Mapping[str, Any], cube: xr.DataArray
+) -> tuple[float, float, float, float]:
+    west, south, east, north = (float(extent[k]) for k in ("west", "south", "east", "north"))
+    crs = extent.get("crs", 4326)
+    cube_crs = cube.rio.crs if hasattr(cube, "rio") else None
+    if cube_crs is not None:
+        from pyproj import CRS, Transformer
+
+        src = CRS.from_user_input(crs)
+        if src != CRS.from_user_input(cube_crs):
+            tr = Transformer.from_crs(src, cube_crs, always_xy=True)
+            west, south, east, north = tr.transform_bounds(west, south, east, north, densify_pts=21)
+    return west, south, east, north
+
+
+def load_collection(
+    id: str,
+    spatial_extent: Mapping[str, Any] | None = None,
+    temporal_extent: Sequence[Any] | None = None,
+    bands: Sequence[str] | None = None,
+    properties: Mapping[str, Any] | None = None,
+) -> xr.DataArray:
+    """Local collections: ``DEMO_S2`` (the embedded demo cube) and any registered path or cube."""
+    import rioxarray  # noqa: F401
+
+    cube = _open_collection(id)
+    if bands is not None:
+        labels = [normalize_band_label(b) for b in bands]
+        missing = [b for b in labels if b not in cube["bands"].values]
+        if missing:
+            raise ProcessParameterInvalid(
+                process="load_collection",
+                parameter="bands",
+                reason=f"{missing} not in collection '{id}' (it has {list(cube['bands'].values)}).",
+            )
+        cube = cube.sel(bands=labels)
+    if temporal_extent is not None and "t" in cube.dims:
+        start, end = (None if v is None else pd.Timestamp(v) for v in temporal_extent)
+        times = pd.DatetimeIndex(cube["t"].values)
+        keep = np.ones(len(times), bool)
+        if start is not None:
+            keep &= times >= start.tz_localize(None) if start.tzinfo else times >= start
+        if end is not None:
+            keep &= times < (end.tz_localize(None) if end.tzinfo else end)  # end is exclusive
+        cube = cube.isel(t=np.flatnonzero(keep))
+    if spatial_extent is not None:
+        west, south, east, north = _bbox_in_crs(spatial_extent, cube)
+        ys = cube["y"].values
+        ysel = slice(north, south) if ys[0] > ys[-1] else slice(south, north)
+        cube = cube.sel(x=slice(west, east), y=ysel)
+    if any(cube.sizes[d] == 0 for d in cube.dims):
+        raise NoDataAvailable(
+            reason=f"collection '{id}' has no data in the requested extents (sizes {dict(cube.sizes)})."
+        )
+    return cube
+
+
+_FORMATS = {"ZARR": ".zarr", "NETCDF": ".nc", "NC": ".nc", "GTIFF": ".tif", "GEOTIFF": ".tif"}
+
+
+def save_result(
+    data: xr.DataArray, format: str, options: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write ``data`` (zarr, netCDF or GeoTIFF) atomically and return a STAC Item for it."""
+
+    from ..io import atomic_path, clean_attrs, write_zarr
+
+    fmt = str(format).upper()
+    if fmt not in _FORMATS:
+        raise ProcessParameterInvalid(
+            process="save_result",
+            parameter="format",
+            reason=f"{format!r}: use one of ZARR, netCDF, GTiff.",
+        )
+    run = settings.get(RunSettings())
+    out_dir = run.output or Path.cwd()
+    options = dict(options or {})
+    name = str(options.get("filename", f"result{len(run.saved) or ''}")) + _FORMATS[fmt]
+    target = out_dir / name
+    overwrite = bool(options.get("overwrite", False))
+    if fmt == "ZARR":
+        write_zarr(data, target, overwrite=overwrite)
+    elif fmt in ("NETCDF", "NC"):
+        with atomic_path(target, overwrite=overwrite) as tmp:
+            out = data.rename(data.name or "data")
+            out.attrs = clean_attrs(out.attrs)
+            if "bands" in out.coords:
+                out = out.assign_coords(bands=[str(b) for b in out["bands"].values])
+            out.to_netcdf(tmp)
+    else:
+        cube = data
+        extra = [d for d in cube.dims if d not in ("y", "x", "bands")]
+        if any(cube.sizes[d] != 1 for d in extra):
+            raise ProcessParameterInvalid(
+                process="save_result",
+                parameter="format",
+                reason=f"GTiff holds one raster; reduce the dimensions {extra} first (or use ZARR / netCDF).",
+            )
+        cube = cube.squeeze(extra, drop=True)
+        cube.attrs = clean_attrs(cube.attrs)
+        if "bands" in cube.dims:
+            cube = cube.rename(bands="band").transpose("band", "y", "x")
+        with atomic_path(target, overwrite=overwrite) as tmp:
+            cube.rio.to_raster(tmp, driver="GTiff")
+    item = _stac_item(data, target, fmt)
+    run.saved.append(item)
+    return item
+
+
+def _stac_item(data: xr.DataArray, target: Path, fmt: str) -> dict[str, Any]:
+    import pystac
+    from pystac.extensions.projection import ProjectionExtension
+
+    times = pd.DatetimeIndex(data["t"].values) if "t" in data.dims else None
+    start = times.min().to_pydatetime() if times is not None else None
+    end = times.max().to_pydatetime() if times is not None else None
+    item = pystac.Item(
+        id=target.stem,
+        geometry=None,
+        bbox=None,
+        datetime=None if times is not None else pd.Timestamp.now(tz="UTC").to_pydatetime(),
+        properties={},
+        start_datetime=start,
+        end_datetime=end,
+    )
+    media = {
+        "ZARR": "application/vnd+zarr",
+        "GTIFF": pystac.MediaType.COG,
+        "GEOTIFF": pystac.MediaType.COG,
+    }
+    item.add_asset(
+        "data",
+        pystac.Asset(
+            href=str(target), media_type=media.get(fmt, "application/netcdf"), roles=["data"]
+        ),
+    )
+    crs = data.rio.crs if hasattr(data, "rio") else None
+    if crs is not None and crs.to_epsg() is not None:
+        ProjectionExtension.add_to(item)
+        ProjectionExtension.ext(item).epsg = crs.to_epsg()
+    return item.to_dict()
+
+
+def overrides() -> list[Process]:
+    return [
+        Process("load_collection", _spec("load_collection"), load_collection),
+        Process("save_result", _spec("save_result"), save_result),
+    ]

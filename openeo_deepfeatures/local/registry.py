@@ -1,0 +1,121 @@
+"""The process registry of the local executor.
+
+Three layers, later ones win: every process of openeo-processes-dask with its spec, our fixes
+and additions (``load_collection``, ``save_result``, …, in :mod:`.processes`), and the
+deepfeatures processes (also under the namespace ``deepfeatures``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from .. import processes as ours
+from ..errors import ProcessUnsupported
+
+__all__ = ["Process", "Registry", "default_registry"]
+
+
+@dataclass(frozen=True)
+class Process:
+    id: str
+    spec: Mapping[str, Any] | None
+    implementation: Callable[..., Any]
+    namespace: str | None = None
+
+    @property
+    def parameters(self) -> frozenset[str]:
+        return _signature_names(self.implementation)
+
+
+@cache
+def _signature_names(func: Callable[..., Any]) -> frozenset[str]:
+    try:
+        return frozenset(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return frozenset()
+
+
+@cache
+def _upstream() -> dict[str, Process]:
+    """openeo-processes-dask implementations paired with the specs it ships."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import openeo_processes_dask.process_implementations as impl
+    specs_dir = resources.files("openeo_processes_dask.specs").joinpath("openeo-processes")
+    found: dict[str, Process] = {}
+    for name, func in inspect.getmembers(impl, inspect.isfunction):
+        pid = name[1:] if name.startswith("_") and not name.startswith("__") else name
+        spec_file = specs_dir.joinpath(f"{pid}.json")
+        if not spec_file.is_file():
+            continue
+        found[pid] = Process(pid, json.loads(spec_file.read_text("utf-8")), func)
+    return found
+
+
+class Registry:
+    """Processes by (namespace, id)."""
+
+    def __init__(self) -> None:
+        self._predefined: dict[str, Process] = {}
+        self._namespaced: dict[tuple[str, str], Process] = {}
+
+    def add(self, process: Process) -> None:
+        if process.namespace is None:
+            self._predefined[process.id] = process
+        else:
+            self._namespaced[(process.namespace, process.id)] = process
+
+    def get(self, process_id: str, namespace: str | None = None) -> Process:
+        if namespace is None and process_id in self._predefined:
+            return self._predefined[process_id]
+        if namespace is not None and (namespace, process_id) in self._namespaced:
+            return self._namespaced[(namespace, process_id)]
+        raise ProcessUnsupported(process=process_id, namespace=namespace or "predefined")
+
+    def has(self, process_id: str, namespace: str | None = None) -> bool:
+        if namespace is None:
+            return process_id in self._predefined
+        return (namespace, process_id) in self._namespaced
+
+    def __contains__(self, process_id: str) -> bool:
+        return process_id in self._predefined
+
+    def ids(self) -> list[str]:
+        return sorted(self._predefined)
+
+    def specs(self) -> list[Mapping[str, Any]]:
+        """What ``GET /processes`` would list."""
+        return [p.spec for _, p in sorted(self._predefined.items()) if p.spec is not None]
+
+
+def default_registry() -> Registry:
+    """Upstream processes, our fixes and additions, and the deepfeatures processes."""
+    from . import processes as fixes
+
+    registry = Registry()
+    for process in _upstream().values():
+        registry.add(process)
+    for process in fixes.overrides():
+        registry.add(process)
+    for pid in ours.PROCESS_IDS:
+        spec, func = ours.get_spec(pid), ours.get_implementation(pid)
+        registry.add(Process(pid, spec, func))
+        registry.add(Process(pid, spec, func, namespace=ours.NAMESPACE))
+    return registry
+
+
+def call_kwargs(
+    process: Process, inherited: Mapping[str, Any], args: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Explicit arguments plus those inherited from a parent process the function accepts."""
+    accepted = process.parameters
+    out = {k: v for k, v in inherited.items() if k in accepted and k not in args}
+    out.update(args)
+    return out

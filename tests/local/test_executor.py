@@ -1,0 +1,418 @@
+"""The local executor: graphs run correctly, each upstream defect fixed, numpy references."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import openeo_deepfeatures as odf
+from openeo_deepfeatures.errors import (
+    CollectionNotFound,
+    NoDataAvailable,
+    ProcessGraphInvalid,
+    ProcessParameterInvalid,
+    ProcessParameterMissing,
+    ProcessUnsupported,
+)
+from openeo_deepfeatures.local import run_process_graph
+
+
+def node(process_id, result=False, namespace=None, **arguments):
+    out = {"process_id": process_id, "arguments": arguments}
+    if namespace:
+        out["namespace"] = namespace
+    if result:
+        out["result"] = True
+    return out
+
+
+def callback(process_id, **arguments):
+    return {"process_graph": {"r": node(process_id, result=True, **arguments)}}
+
+
+P = {"from_parameter": "data"}
+DEMO_BANDS = ["B04", "B08", "SCL"]
+
+
+@pytest.fixture(scope="module")
+def ndvi_reference():
+    cube = odf.load_demo_cube().sel(bands=DEMO_BANDS)
+    return odf.compute_indices(odf.preprocess_s2(cube), ["NDVI"])
+
+
+def demo_ndvi_nodes(**load_args):
+    load_args = {"spatial_extent": None, "temporal_extent": None} | load_args
+    return {
+        "load": node("load_collection", id="DEMO_S2", bands=DEMO_BANDS, **load_args),
+        "pre": node(
+            "deepfeatures_preprocess_s2", namespace="deepfeatures", data={"from_node": "load"}
+        ),
+        "si": node("deepfeatures_spectral_indices", data={"from_node": "pre"}, indices=["NDVI"]),
+    }
+
+
+def test_pipeline_matches_native_api(ndvi_reference):
+    nodes = demo_ndvi_nodes()
+    nodes["red"] = node(
+        "reduce_dimension",
+        result=True,
+        data={"from_node": "si"},
+        dimension="t",
+        reducer=callback("median", data=P),
+    )
+    got = run_process_graph({"process_graph": nodes}).compute()
+    np.testing.assert_allclose(
+        got.values, ndvi_reference.median("t").values, rtol=1e-6, equal_nan=True
+    )
+
+
+def test_callback_called_per_group_is_fresh_each_time(ndvi_reference):
+    # upstream caches a callback node's result: every group would get the first group's value
+    nodes = demo_ndvi_nodes()
+    nodes["agg"] = node(
+        "aggregate_temporal_period",
+        result=True,
+        data={"from_node": "si"},
+        period="year",
+        reducer=callback("max", data=P),
+    )
+    got = run_process_graph(nodes).compute()
+    ref = ndvi_reference.groupby("t.year").max("t")
+    assert got.sizes["t"] == ref.sizes["year"] == 7  # 2015 .. 2021-01-01
+    np.testing.assert_allclose(
+        got.transpose("t", "bands", "y", "x").values,
+        ref.transpose("year", "bands", "y", "x").values,
+        equal_nan=True,
+    )
+    assert not np.allclose(got.isel(t=0).values, got.isel(t=1).values, equal_nan=True)
+
+
+def test_nested_parameter_references_and_top_level_parameters(ndvi_reference):
+    x = odf.load_demo_cube()["x"].values
+    y = odf.load_demo_cube()["y"].values
+    extent = {
+        "west": {"from_parameter": "west"},
+        "east": float(x[9] + 10),
+        "south": float(y[19] - 10),
+        "north": float(y[0] + 10),
+        "crs": 3035,
+    }
+    nodes = demo_ndvi_nodes(
+        spatial_extent=extent, temporal_extent=[{"from_parameter": "start"}, None]
+    )
+    nodes["si"]["result"] = True
+    got = run_process_graph(
+        nodes, parameters={"west": float(x[0] - 10), "start": "2019-01-01"}
+    ).compute()
+    ref = ndvi_reference.sel(t=slice("2019-01-01", None)).isel(x=slice(0, 10), y=slice(0, 20))
+    np.testing.assert_allclose(got.values, ref.values, equal_nan=True)
+
+
+def test_callback_sees_parent_scope():
+    # a parameter of the graph used inside a callback: apply(multiply(x, factor))
+    cube = _cube()
+    nodes = {
+        "a": node(
+            "apply",
+            result=True,
+            data={"from_parameter": "cube"},
+            process={
+                "process_graph": {
+                    "m": node(
+                        "multiply",
+                        result=True,
+                        x={"from_parameter": "x"},
+                        y={"from_parameter": "factor"},
+                    )
+                }
+            },
+        ),
+    }
+    got = run_process_graph(nodes, parameters={"factor": 10.0, "cube": cube})
+    np.testing.assert_allclose(got.values, cube.values * 10.0, rtol=1e-6)
+
+
+UDP = {
+    "id": "scaled_ndvi",
+    "parameters": [
+        {
+            "name": "data",
+            "description": "cube",
+            "schema": {"type": "object", "subtype": "datacube"},
+        },
+        {
+            "name": "factor",
+            "description": "scale",
+            "schema": {"type": "number"},
+            "default": 2.0,
+            "optional": True,
+        },
+    ],
+    "process_graph": {
+        "si": node(
+            "deepfeatures_spectral_indices", data={"from_parameter": "data"}, indices=["NDVI"]
+        ),
+        "ap": node(
+            "apply",
+            result=True,
+            data={"from_node": "si"},
+            process={
+                "process_graph": {
+                    "m": node(
+                        "multiply",
+                        result=True,
+                        x={"from_parameter": "x"},
+                        y={"from_parameter": "factor"},
+                    )
+                }
+            },
+        ),
+    },
+}
+
+
+def _cube():
+    from tests.conftest import make_cube
+
+    return make_cube(bands=["B04", "B08"], shape=(3, 2, 2))
+
+
+def _expected_ndvi(cube):
+    return odf.compute_indices(cube, ["NDVI"])
+
+
+@pytest.mark.parametrize("factor", [None, 5.0])
+def test_udp_as_result_node_with_defaults_and_params_in_callbacks(factor):
+    cube = _cube()
+    args = {"data": {"from_parameter": "cube"}} | ({"factor": factor} if factor else {})
+    graph = {"u": node("scaled_ndvi", result=True, **args)}
+    got = run_process_graph(graph, parameters={"cube": cube}, udps={"scaled_ndvi": UDP})
+    np.testing.assert_allclose(got.values, _expected_ndvi(cube).values * (factor or 2.0), rtol=1e-6)
+
+
+def test_udp_inside_reducer_and_nested(tmp_path):
+    cube = _cube()
+    inner = {
+        "id": "my_mean",
+        "parameters": [{"name": "values", "description": "v", "schema": {"type": "array"}}],
+        "process_graph": {"m": node("mean", result=True, data={"from_parameter": "values"})},
+    }
+    (tmp_path / "my_mean.json").write_text(json.dumps(inner))
+    outer = {
+        "id": "mean_of_scaled",
+        "parameters": [
+            {
+                "name": "data",
+                "description": "d",
+                "schema": {"type": "object", "subtype": "datacube"},
+            }
+        ],
+        "process_graph": {
+            "s": node("scaled_ndvi", data={"from_parameter": "data"}, factor=3.0),
+            "r": node(
+                "reduce_dimension",
+                result=True,
+                data={"from_node": "s"},
+                dimension="t",
+                reducer={
+                    "process_graph": {
+                        "u": node(
+                            "my_mean",
+                            result=True,
+                            namespace=str(tmp_path),
+                            values={"from_parameter": "data"},
+                        )
+                    }
+                },
+            ),
+        },
+    }
+    graph = {"u": node("mean_of_scaled", result=True, data={"from_parameter": "cube"})}
+    got = run_process_graph(
+        graph, parameters={"cube": cube}, udps={"scaled_ndvi": UDP, "mean_of_scaled": outer}
+    )
+    np.testing.assert_allclose(got.values, (_expected_ndvi(cube) * 3.0).mean("t").values, rtol=1e-6)
+
+
+def test_udp_from_url_namespace(tmp_path):
+    (tmp_path / "scaled_ndvi.json").write_text(json.dumps(UDP))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/scaled_ndvi.json"
+        cube = _cube()
+        graph = {
+            "u": node("scaled_ndvi", result=True, namespace=url, data={"from_parameter": "cube"})
+        }
+        got = run_process_graph(graph, parameters={"cube": cube})
+        np.testing.assert_allclose(got.values, _expected_ndvi(cube).values * 2.0, rtol=1e-6)
+    finally:
+        server.shutdown()
+
+
+def test_save_result_formats(tmp_path, ndvi_reference):
+    for fmt, suffix in [("ZARR", ".zarr"), ("netCDF", ".nc")]:
+        nodes = demo_ndvi_nodes(temporal_extent=["2016-03-01", "2016-05-01"])
+        nodes["save"] = node("save_result", result=True, data={"from_node": "si"}, format=fmt)
+        item = run_process_graph(nodes, output=tmp_path / fmt)
+        href = item["assets"]["data"]["href"]
+        assert href.endswith(suffix)
+        assert (
+            item["properties"].get("proj:code") == "EPSG:3035"
+            or item["properties"].get("proj:epsg") == 3035
+        )
+        back = xr.open_dataset(href, engine="zarr" if fmt == "ZARR" else None, decode_coords="all")
+        data = back[next(iter(back.data_vars))]
+        ref = ndvi_reference.sel(t=slice("2016-03-01", "2016-04-30"))
+        np.testing.assert_allclose(data.values, ref.values, equal_nan=True)
+    nodes = demo_ndvi_nodes(temporal_extent=["2016-03-01", "2016-05-01"])
+    nodes["m"] = node(
+        "reduce_dimension",
+        data={"from_node": "si"},
+        dimension="t",
+        reducer=callback("mean", data=P),
+    )
+    nodes["save"] = node("save_result", result=True, data={"from_node": "m"}, format="GTiff")
+    item = run_process_graph(nodes, output=tmp_path / "tif")
+    import rioxarray
+
+    tif = rioxarray.open_rasterio(item["assets"]["data"]["href"])
+    assert tif.rio.crs.to_epsg() == 3035
+
+
+def test_graph_from_openeo_client(tmp_path, ndvi_reference):
+    import openeo
+    from openeo.rest.datacube import DataCube
+
+    cube = DataCube.load_collection(
+        "DEMO_S2", connection=None, bands=DEMO_BANDS, temporal_extent=["2017-01-01", "2018-01-01"]
+    )
+    cube = cube.process("deepfeatures_preprocess_s2", data=cube, namespace="deepfeatures")
+    cube = cube.process("deepfeatures_spectral_indices", data=cube, indices=["NDVI"])
+    cube = cube.reduce_dimension(dimension="t", reducer="max")
+    cube = cube.save_result(format="netCDF")
+    path = tmp_path / "graph.json"
+    path.write_text(cube.to_json())
+    item = run_process_graph(path, output=tmp_path)
+    got = xr.open_dataarray(item["assets"]["data"]["href"])
+    ref = ndvi_reference.sel(t=slice("2017-01-01", "2017-12-31")).max("t")
+    np.testing.assert_allclose(got.values, ref.values, equal_nan=True)
+    assert openeo.__version__
+
+
+@pytest.mark.parametrize(
+    ("graph", "error", "match"),
+    [
+        ("{not json", ProcessGraphInvalid, "malformed JSON"),
+        ({"a": node("add", x=1, y=2)}, ProcessGraphInvalid, "exactly one node"),
+        (
+            {
+                "a": node("add", x={"from_node": "b"}, y=1),
+                "b": node("add", result=True, x={"from_node": "a"}, y=1),
+            },
+            ProcessGraphInvalid,
+            "cycle",
+        ),
+        (
+            {"a": node("add", result=True, x={"from_node": "zz"}, y=1)},
+            ProcessGraphInvalid,
+            "unknown node 'zz'",
+        ),
+        ({"a": node("no_such_process", result=True)}, ProcessUnsupported, "no_such_process"),
+        (
+            {"a": node("add", result=True, namespace="nowhere", x=1, y=2)},
+            ProcessUnsupported,
+            "nowhere",
+        ),
+        (
+            {"a": node("add", result=True, x=1)},
+            ProcessParameterMissing,
+            r"'y' is missing.*node 'a'",
+        ),
+        ({"a": node("add", result=True, x="one", y=2)}, ProcessParameterInvalid, r"'x'.*node 'a'"),
+        (
+            {"a": node("add", result=True, x=1, y=2, z=3)},
+            ProcessParameterInvalid,
+            "not a parameter",
+        ),
+        (
+            {
+                "a": node(
+                    "load_collection",
+                    result=True,
+                    id="S2_NOPE",
+                    spatial_extent=None,
+                    temporal_extent=None,
+                )
+            },
+            CollectionNotFound,
+            "DEMO_S2",
+        ),
+        (
+            {
+                "a": node(
+                    "load_collection",
+                    result=True,
+                    id="DEMO_S2",
+                    spatial_extent=None,
+                    temporal_extent=["2030-01-01", None],
+                )
+            },
+            NoDataAvailable,
+            "node 'a'",
+        ),
+        (
+            {"a": node("add", result=True, x={"from_parameter": "nope"}, y=1)},
+            ProcessParameterMissing,
+            "nope",
+        ),
+    ],
+)
+def test_bad_graphs(graph, error, match, tmp_path):
+    with pytest.raises(error, match=match):
+        run_process_graph(graph, output=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_save_writes_nothing(tmp_path):
+    nodes = demo_ndvi_nodes()
+    nodes["save"] = node("save_result", result=True, data={"from_node": "si"}, format="GTiff")
+    with pytest.raises(ProcessParameterInvalid, match="GTiff holds one raster"):
+        run_process_graph(nodes, output=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_collections_registered_by_path(tmp_path):
+    from tests.conftest import make_cube
+
+    cube = make_cube(bands=["B04", "B08"], shape=(4, 3, 3))
+    path = tmp_path / "mine.nc"
+    cube.to_dataset(dim="bands").to_netcdf(path)
+    nodes = {
+        "load": node(
+            "load_collection",
+            id="MINE",
+            spatial_extent=None,
+            temporal_extent=[str(pd.Timestamp(cube.t.values[1]).date()), None],
+        ),
+        "si": node(
+            "deepfeatures_spectral_indices",
+            result=True,
+            data={"from_node": "load"},
+            indices=["NDVI"],
+        ),
+    }
+    got = run_process_graph(nodes, collections={"MINE": path}).compute()
+    np.testing.assert_allclose(
+        got.values, odf.compute_indices(cube.isel(t=slice(1, None)), ["NDVI"]).values, rtol=1e-6
+    )
