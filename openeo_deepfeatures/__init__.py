@@ -9,6 +9,14 @@ from .data import load_demo_cube
 from .indices import ASI_VERSION, compute_indices, get_index, list_indices, load_formulas
 from .sentinel2 import preprocess_s2
 
+
+def run_process_graph(graph, **kwargs):
+    """Run an openEO process graph locally; see :func:`openeo_deepfeatures.local.run_process_graph`."""
+    from .local import run_process_graph as run
+
+    return run(graph, **kwargs)
+
+
 __version__ = "0.1.0.dev0"
 
 __all__ = [
@@ -21,4 +29,5 @@ __all__ = [
     "load_demo_cube",
     "load_formulas",
     "preprocess_s2",
+    "run_process_graph",
 ]

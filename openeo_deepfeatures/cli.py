@@ -117,6 +117,48 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_param(item: str) -> tuple[str, object]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise ProcessParameterInvalid(
+            process="deepfeatures run",
+            parameter="--param",
+            reason=f"expected NAME=VALUE, got {item!r}.",
+        )
+    try:
+        return name, json.loads(value)  # numbers, lists, objects, true/false/null
+    except json.JSONDecodeError:
+        return name, value  # plain strings
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .local import run_process_graph
+
+    t0 = time.perf_counter()
+    params = dict(_parse_param(p) for p in args.param or ())
+    collections = dict(_parse_param(c) for c in args.collection or ())
+    result = run_process_graph(
+        args.graph,
+        parameters=params,
+        collections=collections,
+        output=args.output,
+        allow_udf=not args.no_udf,
+    )
+    if isinstance(result, dict):  # STAC metadata of what save_result wrote
+        print(json.dumps(result, indent=1, default=str))
+    elif hasattr(result, "dims") and args.output:
+        from .io import write_zarr
+
+        target = Path(args.output) / "result.zarr"
+        write_zarr(result, target, overwrite=args.overwrite, progress=not args.quiet)
+        print(f"wrote {target}")
+    else:
+        print(result if not hasattr(result, "compute") else result.compute())
+    if not args.quiet:
+        print(f"done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepfeatures",
@@ -129,6 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--overwrite", action="store_true")
     demo.add_argument("-q", "--quiet", action="store_true")
     demo.set_defaults(func=_cmd_demo)
+
+    run = sub.add_parser("run", help="run an openEO process graph locally (dask)")
+    run.add_argument("graph", help="process graph JSON file (as exported by the openEO client)")
+    run.add_argument(
+        "--param", nargs="+", metavar="NAME=VALUE", help="graph parameters (JSON values)"
+    )
+    run.add_argument("--collection", nargs="+", metavar="ID=PATH", help="extra load_collection ids")
+    run.add_argument("-o", "--output", help="folder for save_result (and for a cube result)")
+    run.add_argument("--no-udf", action="store_true", help="refuse run_udf (untrusted graphs)")
+    run.add_argument("--overwrite", action="store_true")
+    run.add_argument("-q", "--quiet", action="store_true")
+    run.set_defaults(func=_cmd_run)
 
     indices = sub.add_parser("indices", help="spectral indices").add_subparsers(
         dest="indices_command", required=True

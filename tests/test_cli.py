@@ -189,3 +189,50 @@ def test_demo_command(tmp_path):
     assert "spectral indices" in proc.stdout
     si = xr.open_zarr(tmp_path / "spectral_indices.zarr", consolidated=False)["spectral_indices"]
     assert si.sizes["t"] == 140 and si.sizes["bands"] >= 130
+
+
+def test_run_client_graph_matches_native_api(tmp_path, capsys):
+    from openeo.rest.datacube import DataCube
+
+    cube = DataCube.load_collection(
+        "DEMO_S2",
+        connection=None,
+        bands=["B04", "B08", "SCL"],
+        temporal_extent=["2018-03-01", "2018-10-01"],
+    )
+    cube = cube.filter_bbox(west=5272000, east=5272500, south=2532500, north=2533010, crs=3035)
+    cube = cube.process("deepfeatures_preprocess_s2", data=cube, namespace="deepfeatures")
+    cube = cube.process("deepfeatures_spectral_indices", data=cube, indices=["NDVI", "kNDVI"])
+    cube = cube.reduce_dimension(dimension="t", reducer="median")
+    cube = cube.save_result(format="netCDF")
+    graph = tmp_path / "graph.json"
+    graph.write_text(cube.to_json())
+    assert main(["run", str(graph), "-o", str(tmp_path / "out"), "-q"]) == 0
+    item = json.loads(capsys.readouterr().out)
+    got = xr.open_dataarray(item["assets"]["data"]["href"])
+    dn = odf.load_demo_cube().sel(bands=["B04", "B08", "SCL"], t=slice("2018-03-01", "2018-09-30"))
+    dn = dn.sel(x=slice(5272000, 5272500), y=slice(2533010, 2532500))
+    ref = odf.compute_indices(odf.preprocess_s2(dn), ["NDVI", "kNDVI"]).median("t")
+    np.testing.assert_allclose(got.values, ref.values, rtol=1e-6, equal_nan=True)
+    assert got.shape == ref.shape and got.sizes["x"] < 50
+
+
+def test_run_parameters_and_errors(tmp_path, capsys):
+    graph = tmp_path / "g.json"
+    graph.write_text(
+        json.dumps(
+            {
+                "process_graph": {
+                    "a": {
+                        "process_id": "add",
+                        "arguments": {"x": {"from_parameter": "v"}, "y": 2},
+                        "result": True,
+                    }
+                }
+            }
+        )
+    )
+    assert main(["run", str(graph), "--param", "v=40"]) == 0
+    assert capsys.readouterr().out.strip() == "42"
+    assert main(["run", str(graph)]) == 2
+    assert "ProcessParameterMissing" in capsys.readouterr().err

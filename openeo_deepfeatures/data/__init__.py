@@ -22,11 +22,22 @@ def demo_path():
 
 
 def _open(chunks: dict | None) -> xr.Dataset:
+    """Read the (3 MB) file from memory into memory; chunk afterwards if asked.
+
+    The file is opened as an in-memory HDF5 image, never by path: HDF5 refuses a second open
+    of a file that is already open (for example lazily, by a user's ``open_dataset``), and
+    no file handle is left for dask worker threads to share.
+    """
+    import netCDF4
     import rioxarray  # noqa: F401  (registers .rio)
 
-    with resources.as_file(demo_path()) as path:
-        ds = xr.open_dataset(path, engine="netcdf4", decode_coords="all", chunks=chunks)
-        return ds if chunks is not None else ds.load()
+    image = demo_path().read_bytes()
+    nc = netCDF4.Dataset(DEMO_FILE, mode="r", memory=image)
+    try:
+        loaded = xr.open_dataset(xr.backends.NetCDF4DataStore(nc), decode_coords="all").load()
+    finally:
+        nc.close()
+    return loaded.chunk(chunks) if chunks is not None else loaded
 
 
 def load_demo_cube(*, chunks: dict | None = None) -> xr.DataArray:

@@ -220,6 +220,30 @@ def _valid(value: Any, schema: Mapping[str, Any]) -> bool:
     return True
 
 
+def _json_like(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _json_like(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_json_like(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _coerce_for_upstream(process_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Turn JSON values into the typed objects openeo-processes-dask expects.
+
+    Its implementations take bounding boxes, dates and temporal intervals as the pydantic
+    models of openeo-pg-parser-networkx; coerce exactly as that parser does.
+    """
+    from openeo_pg_parser_networkx.pg_schema import ProcessNode
+
+    # objects and lists only: bare strings such as "t" would be read as booleans by the union
+    plain = {k: v for k, v in args.items() if _json_like(v) and isinstance(v, (Mapping, list))}
+    if not plain:
+        return args
+    coerced = ProcessNode.model_validate({"process_id": process_id, "arguments": plain}).arguments
+    return {**args, **coerced}
+
+
 def _run_udp(
     udp: Graph, process_id: str, args: Mapping[str, Any], ctx: Context, inherited: Mapping[str, Any]
 ) -> Any:
@@ -265,6 +289,8 @@ def _call(
         return _run_udp(udp, process_id, args, ctx, inherited)
     if process.spec is not None:
         _check_arguments(process.spec, process_id, {k: raw_args[k] for k in args})
+    if process.upstream:
+        args = _coerce_for_upstream(process_id, args)
     kwargs = call_kwargs(process, inherited, args)
     if process_id == "run_udf" and not ctx.allow_udf:
         raise ProcessUnsupported(

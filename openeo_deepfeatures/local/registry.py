@@ -28,6 +28,7 @@ class Process:
     spec: Mapping[str, Any] | None
     implementation: Callable[..., Any]
     namespace: str | None = None
+    upstream: bool = False  # an openeo-processes-dask implementation (typed arguments)
 
     @property
     def parameters(self) -> frozenset[str]:
@@ -55,7 +56,7 @@ def _upstream() -> dict[str, Process]:
         spec_file = specs_dir.joinpath(f"{pid}.json")
         if not spec_file.is_file():
             continue
-        found[pid] = Process(pid, json.loads(spec_file.read_text("utf-8")), func)
+        found[pid] = Process(pid, json.loads(spec_file.read_text("utf-8")), func, upstream=True)
     return found
 
 
