@@ -271,7 +271,8 @@ def test_save_result_formats(tmp_path, ndvi_reference):
             item["properties"].get("proj:code") == "EPSG:3035"
             or item["properties"].get("proj:epsg") == 3035
         )
-        back = xr.open_dataset(href, engine="zarr" if fmt == "ZARR" else None, decode_coords="all")
+        zarr_kw = {"engine": "zarr", "consolidated": False} if fmt == "ZARR" else {}
+        back = xr.open_dataset(href, decode_coords="all", **zarr_kw)
         data = back[next(iter(back.data_vars))]
         ref = ndvi_reference.sel(t=slice("2016-03-01", "2016-04-30"))
         np.testing.assert_allclose(data.values, ref.values, equal_nan=True)
