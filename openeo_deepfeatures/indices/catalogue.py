@@ -7,7 +7,6 @@ and kernel "bands" (``kNR`` = RBF kernel of N and R with ``sigma = 0.5 (N + R)``
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
+from .._json import loads_strict
 from ..errors import ProcessParameterInvalid
 from ..sentinel2 import BAND_BY_ASI, BAND_BY_LABEL, normalize_band_label
 
@@ -56,19 +56,10 @@ INDEX_CONSTANT_DEFAULTS: Mapping[str, Mapping[str, float]] = MappingProxyType(
 _WAVELENGTH_CONSTANTS = {f"lambda{b.asi}": b.wavelength_nm for b in BAND_BY_ASI.values()}
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r} in packaged catalogue JSON")
-        out[key] = value
-    return out
-
-
 @cache
 def _load_json(name: str) -> dict[str, Any]:
     text = resources.files("openeo_deepfeatures.data").joinpath("asi", name).read_text("utf-8")
-    return json.loads(text, object_pairs_hook=_no_duplicates)
+    return loads_strict(text)
 
 
 @dataclass(frozen=True)

@@ -266,7 +266,6 @@ def _run_udp(
 
 
 def _call(
-    node_id: str,
     node: Mapping[str, Any],
     raw_args: Mapping[str, Any],
     args: dict[str, Any],
@@ -275,29 +274,23 @@ def _call(
 ) -> Any:
     process_id = node["process_id"]
     namespace = node.get("namespace")
-    if namespace is None or ctx.registry.has(process_id, namespace):
-        try:
-            process: Process | None = ctx.registry.get(process_id, namespace)
-        except ProcessUnsupported:
-            process = None
-    else:
-        process = None
-    if process is None:
+    if not ctx.registry.has(process_id, namespace):
         udp = ctx.find_udp(process_id, namespace)
         if udp is None:
             raise ProcessUnsupported(process=process_id, namespace=namespace or "predefined")
         return _run_udp(udp, process_id, args, ctx, inherited)
-    if process.spec is not None:
-        _check_arguments(process.spec, process_id, {k: raw_args[k] for k in args})
-    if process.upstream:
-        args = _coerce_for_upstream(process_id, args)
-    kwargs = call_kwargs(process, inherited, args)
+    process: Process = ctx.registry.get(process_id, namespace)
     if process_id == "run_udf" and not ctx.allow_udf:
         raise ProcessUnsupported(
             "run_udf is disabled for this run (allow_udf=False).",
             process="run_udf",
             namespace="predefined",
         )
+    if process.spec is not None:
+        _check_arguments(process.spec, process_id, {k: raw_args[k] for k in args})
+    if process.upstream:
+        args = _coerce_for_upstream(process_id, args)
+    kwargs = call_kwargs(process, inherited, args)
     return process.implementation(**kwargs)
 
 
@@ -315,7 +308,7 @@ def evaluate(
                 k: _resolve(v, values, scope, ctx, (node_id, node["process_id"]))
                 for k, v in raw.items()
             }
-            values[node_id] = _call(node_id, node, raw, args, ctx, inherited)
+            values[node_id] = _call(node, raw, args, ctx, inherited)
         except OpenEOError as exc:
             if exc.node_id is None:
                 exc.node_id = node_id

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
 
+from .._json import loads_strict
 from ..errors import ProcessUnsupported
 from . import implementations
 
@@ -16,15 +16,6 @@ __all__ = ["NAMESPACE", "PROCESS_IDS", "get_implementation", "get_spec", "list_s
 #: Namespace under which graphs may reference these processes (they also resolve as plain ids).
 NAMESPACE = "deepfeatures"
 PROCESS_IDS: tuple[str, ...] = tuple(sorted(implementations.__all__))
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r} in a packaged process spec")
-        out[key] = value
-    return out
 
 
 @cache
@@ -36,7 +27,7 @@ def get_spec(process_id: str) -> dict[str, Any]:
     """The openEO process description of one of our processes (a fresh copy)."""
     if process_id not in PROCESS_IDS:
         raise ProcessUnsupported(process=process_id, namespace=NAMESPACE)
-    return json.loads(_load(process_id), object_pairs_hook=_no_duplicates)
+    return loads_strict(_load(process_id))
 
 
 def list_specs() -> list[dict[str, Any]]:

@@ -9,8 +9,9 @@ from importlib import resources
 import pytest
 
 import openeo_deepfeatures as odf
+from openeo_deepfeatures._json import loads_strict
 from openeo_deepfeatures.errors import IndexUnknown, ProcessParameterInvalid
-from openeo_deepfeatures.indices.catalogue import ASI_VERSION, _no_duplicates
+from openeo_deepfeatures.indices.catalogue import ASI_VERSION
 
 PINNED_SHA256 = {
     "spectral-indices-dict.json": "82876d1a8dfabb6d876d714aed499d2998fbd09a1e67fca448c43472729bf026",
@@ -93,4 +94,4 @@ def test_unknown_platform_and_index():
 
 def test_duplicate_keys_fail_loudly():
     with pytest.raises(ValueError, match="duplicate key 'a'"):
-        json.loads('{"a": 1, "a": 2}', object_pairs_hook=_no_duplicates)
+        loads_strict('{"a": 1, "a": 2}')
