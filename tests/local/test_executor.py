@@ -115,6 +115,16 @@ def test_nested_parameter_references_and_top_level_parameters(ndvi_reference):
     np.testing.assert_allclose(got.values, ref.values, equal_nan=True)
 
 
+# apply() callback multiplying each value by the parameter `factor` of the enclosing graph
+SCALE_BY_FACTOR = {
+    "process_graph": {
+        "m": node(
+            "multiply", result=True, x={"from_parameter": "x"}, y={"from_parameter": "factor"}
+        )
+    }
+}
+
+
 def test_callback_sees_parent_scope():
     # a parameter of the graph used inside a callback: apply(multiply(x, factor))
     cube = _cube()
@@ -123,16 +133,7 @@ def test_callback_sees_parent_scope():
             "apply",
             result=True,
             data={"from_parameter": "cube"},
-            process={
-                "process_graph": {
-                    "m": node(
-                        "multiply",
-                        result=True,
-                        x={"from_parameter": "x"},
-                        y={"from_parameter": "factor"},
-                    )
-                }
-            },
+            process=SCALE_BY_FACTOR,
         ),
     }
     got = run_process_graph(nodes, parameters={"factor": 10.0, "cube": cube})
@@ -163,16 +164,7 @@ UDP = {
             "apply",
             result=True,
             data={"from_node": "si"},
-            process={
-                "process_graph": {
-                    "m": node(
-                        "multiply",
-                        result=True,
-                        x={"from_parameter": "x"},
-                        y={"from_parameter": "factor"},
-                    )
-                }
-            },
+            process=SCALE_BY_FACTOR,
         ),
     },
 }
