@@ -14,10 +14,13 @@ from typing import Any, ClassVar
 __all__ = [
     "BandMissing",
     "CollectionNotFound",
+    "DataCubePropertiesImmutable",
     "DimensionNotAvailable",
     "FeatureUnsupported",
     "FormulaInvalid",
     "IndexUnknown",
+    "InvalidRuntime",
+    "InvalidVersion",
     "NoDataAvailable",
     "OpenEOError",
     "ProcessGraphInvalid",
@@ -112,3 +115,21 @@ class FeatureUnsupported(OpenEOError):
     code = "FeatureUnsupported"
     status_code = 501
     message = "Unsupported feature: {reason}"
+
+
+class DataCubePropertiesImmutable(OpenEOError):
+    code = "DataCubePropertiesImmutable"
+    status_code = 400
+    message = "The dimension properties (name, type, labels, reference system and resolution) must remain unchanged: {reason}"
+
+
+class InvalidRuntime(OpenEOError):
+    code = "InvalidRuntime"
+    status_code = 400
+    message = "The specified UDF runtime is not supported: {reason}"
+
+
+class InvalidVersion(OpenEOError):
+    code = "InvalidVersion"
+    status_code = 400
+    message = "The specified UDF runtime version is not supported: {reason}"

@@ -56,3 +56,14 @@ def demo_dn() -> xr.DataArray:
 @pytest.fixture(scope="session")
 def demo_reflectance(demo_dn) -> xr.DataArray:
     return odf.preprocess_s2(demo_dn)
+
+
+@pytest.fixture(scope="session")
+def shared_dir():
+    """``../shared`` beside the repository (CI always has it): fail loudly when it is missing."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1].parent / "shared"
+    if not (path / "openeo-processes").is_dir():
+        pytest.fail(f"{path} is missing: the openEO specs and test data live in ../shared")
+    return path

@@ -53,5 +53,8 @@ def run_process_graph(
 
 
 def _builtin_udp_dirs() -> tuple[Path, ...]:
-    here = Path(__file__).resolve().parents[2] / "process_graphs"
-    return (here,) if here.is_dir() else ()
+    """The packaged ``process_graphs/`` folder (this package's UDPs)."""
+    from importlib import resources
+
+    folder = Path(str(resources.files("openeo_deepfeatures.process_graphs")))
+    return (folder,) if folder.is_dir() else ()

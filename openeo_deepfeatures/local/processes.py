@@ -206,7 +206,36 @@ def _stac_item(data: xr.DataArray, target: Path, fmt: str) -> dict[str, Any]:
 
 
 def overrides() -> list[Process]:
+    from . import neighborhood, udf
+
     return [
         Process("load_collection", _spec("load_collection"), load_collection),
         Process("save_result", _spec("save_result"), save_result),
+        Process("apply_neighborhood", neighborhood.SPEC, neighborhood.apply_neighborhood),
+        Process("apply_dimension", _spec("apply_dimension"), udf.apply_dimension),
+        Process("reduce_dimension", _spec("reduce_dimension"), udf.reduce_dimension),
+        Process("run_udf", _spec("run_udf"), udf.run_udf),
+        Process("array_create", _spec("array_create"), array_create, upstream=True),
     ]
+
+
+def array_create(data: Sequence[Any] | None = None, repeat: int = 1, axis: int | None = None):
+    """``array_create`` that stacks per-pixel arrays along the callback's axis.
+
+    Inside ``apply_dimension`` a callback works on whole arrays with the processed dimension
+    on ``axis``; upstream tiles the elements along the first axis instead, so graphs such as
+    those of ``openeo.extra.spectral_indices`` fail or come out transposed.
+    """
+    from openeo_processes_dask.process_implementations.arrays import array_create as upstream
+
+    items = list(data) if data is not None else []
+    if axis is None or not any(np.ndim(v) for v in items):
+        return upstream(data=data, repeat=repeat)
+    import dask.array as da
+
+    shape = np.broadcast_shapes(*(np.shape(v) for v in items))
+    lazy = any(isinstance(v, da.Array) for v in items)
+    stack, full = (da.stack, da.full) if lazy else (np.stack, np.full)
+    arrays = [v if np.ndim(v) else full(shape, v) for v in items]
+    out = stack(arrays, axis=axis)
+    return out if repeat == 1 else (da if lazy else np).concatenate([out] * repeat, axis=axis)

@@ -409,3 +409,59 @@ def test_collections_registered_by_path(tmp_path):
     np.testing.assert_allclose(
         got.values, odf.compute_indices(cube.isel(t=slice(1, None)), ["NDVI"]).values, rtol=1e-6
     )
+
+
+def test_openeo_client_spectral_indices_graph():
+    """``openeo.extra.spectral_indices`` (array_create inside apply_dimension) runs and is right."""
+    from openeo.extra.spectral_indices import compute_indices
+    from openeo.metadata import CollectionMetadata
+    from openeo.rest.datacube import DataCube
+
+    bands = ["B02", "B03", "B04", "B08", "B11"]
+    indices = ["NDVI", "EVI", "NDWI", "NDMI", "GNDVI"]
+    loaded = DataCube.load_collection("DEMO_S2", connection=None, bands=bands)
+    dims = {"bands": {"type": "bands", "values": bands}}
+    cube = DataCube(
+        loaded._pg, metadata=CollectionMetadata({"id": "SENTINEL2_L2A", "cube:dimensions": dims})
+    )
+    cube = cube.filter_temporal("2017-05-01", "2017-09-01").apply(lambda x: x * 0.0001)
+    got = run_process_graph(compute_indices(cube, indices).flat_graph())
+    assert list(got["bands"].values) == indices
+    demo = odf.load_demo_cube().sel(t=slice("2017-05-01", "2017-08-31"))
+    B, G, R, N, S1 = (demo.sel(bands=k).values * 0.0001 for k in bands)
+    with np.errstate(divide="ignore", invalid="ignore"):  # numpy reference, float64
+        expected = np.stack(
+            [
+                (N - R) / (N + R),
+                2.5 * (N - R) / (N + 6 * R - 7.5 * B + 1),
+                (G - N) / (G + N),
+                (N - S1) / (N + S1),
+                (N - G) / (N + G),
+            ],
+            axis=1,
+        )
+    expected[~np.isfinite(expected)] = np.nan
+    values = np.where(np.isfinite(got.values), got.values, np.nan)
+    # the graph computes in float32 (upstream arithmetic): leave out the few pixel-dates where
+    # EVI's denominator nearly cancels (cond. number > 1e3), where float32 cannot agree
+    with np.errstate(divide="ignore"):
+        ill = (N + 6 * R + 7.5 * B + 1) / np.abs(N + 6 * R - 7.5 * B + 1) > 1e3
+    assert ill.mean() < 0.01  # bright clouds, where B is close to (N + 6R + 1) / 7.5
+    values[:, 1][ill] = expected[:, 1][ill]
+    np.testing.assert_allclose(values, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_builtin_process_graphs_namespace(tmp_path, monkeypatch):
+    """UDPs in the package's process_graphs/ resolve by plain id and in namespace deepfeatures."""
+    import openeo_deepfeatures.local as local
+
+    udp = {"id": "my_scaled", **{k: v for k, v in UDP.items() if k != "id"}}
+    (tmp_path / "my_scaled.json").write_text(json.dumps(udp))
+    monkeypatch.setattr(local, "_builtin_udp_dirs", lambda: (tmp_path,))
+    cube = _cube()
+    for namespace in (None, "deepfeatures"):
+        graph = {
+            "u": node("my_scaled", result=True, namespace=namespace, data={"from_parameter": "c"})
+        }
+        got = run_process_graph(graph, parameters={"c": cube})
+        np.testing.assert_allclose(got.values, _expected_ndvi(cube).values * 2.0, rtol=1e-6)
