@@ -209,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--overwrite", action="store_true")
     comp.add_argument("-q", "--quiet", action="store_true")
     comp.set_defaults(func=_cmd_compute)
+
+    from .encoder.training_cube import add_cli as add_training_cube
+
+    add_training_cube(sub)
     return parser
 
 

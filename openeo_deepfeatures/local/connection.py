@@ -1,0 +1,145 @@
+"""An openEO client connection that runs everything with this package's local executor.
+
+A drop-in for ``openeo.local.LocalConnection``: the same folder scan for netCDF/zarr/GeoTIFF
+collections (collection id = file path), plus ``DEMO_S2`` and cubes registered by id, and
+``execute``/``download`` through :func:`openeo_deepfeatures.local.run_process_graph`
+(so load_collection, save_result, apply_neighborhood, run_udf, UDPs and the deepfeatures
+processes all work)::
+
+    from openeo_deepfeatures.local.connection import LocalConnection
+
+    con = LocalConnection()
+    cube = con.load_collection("DEMO_S2", bands=["B04", "B08"])
+    ndvi = cube.ndvi(red="B04", nir="B08").execute()  # an xarray.DataArray
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import openeo.local
+import pandas as pd
+import xarray as xr
+
+__all__ = ["LocalConnection"]
+
+
+class LocalConnection(openeo.local.LocalConnection):
+    """``openeo.local.LocalConnection`` backed by the deepfeatures executor."""
+
+    def __init__(
+        self,
+        local_collections_path: str | Path | list[str | Path] = (),
+        *,
+        collections: Mapping[str, Any] | None = None,
+        output: str | Path | None = None,
+        allow_udf: bool = True,
+    ) -> None:
+        paths = (
+            [str(local_collections_path)]
+            if isinstance(local_collections_path, (str, Path))
+            else [str(p) for p in local_collections_path]
+        )
+        super().__init__(paths)
+        self.collections = dict(collections or {})
+        self.output = output
+        self.allow_udf = allow_udf
+
+    def _files(self) -> dict[str, str]:
+        if not self.local_collections_path:
+            return {}
+        from openeo.local.collections import _get_local_collections
+
+        found = _get_local_collections(self.local_collections_path)["collections"]
+        return {c["id"]: c["id"] for c in found}
+
+    def list_collections(self) -> list[dict]:
+        own = [self.describe_collection(cid) for cid in ("DEMO_S2", *self.collections)]
+        return own + (list(super().list_collections()) if self.local_collections_path else [])
+
+    def describe_collection(self, collection_id: str) -> dict:
+        if collection_id != "DEMO_S2" and collection_id not in self.collections:
+            return super().describe_collection(collection_id)
+        from .processes import RunSettings, _open_collection, settings
+
+        token = settings.set(RunSettings(self.collections))
+        try:
+            cube = _open_collection(collection_id)
+        finally:
+            settings.reset(token)
+        return _metadata(collection_id, cube)
+
+    def execute(
+        self,
+        process_graph: Any,
+        *,
+        validate: bool | None = None,
+        auto_decode: bool = True,
+    ) -> Any:
+        """Run ``process_graph`` locally; returns what its result node returns."""
+        from . import run_process_graph
+
+        if validate:
+            raise ValueError("LocalConnection validates while it runs; pass validate=None.")
+        return run_process_graph(
+            process_graph,
+            collections={**self._files(), **self.collections},
+            output=self.output,
+            allow_udf=self.allow_udf,
+        )
+
+    def download(self, graph: Any, outputfile: str | Path | None = None, **kwargs: Any) -> Any:
+        """Run the graph; with ``outputfile``, write the result there (zarr, netCDF or GeoTIFF)."""
+        result = self.execute(graph)
+        if outputfile is None or not isinstance(result, xr.DataArray):
+            return result
+        from .processes import RunSettings, save_result, settings
+
+        target = Path(outputfile)
+        fmt = {".zarr": "ZARR", ".nc": "netCDF", ".tif": "GTiff", ".tiff": "GTiff"}.get(
+            target.suffix.lower(), kwargs.get("format") or "netCDF"
+        )
+        token = settings.set(RunSettings(output=target.parent))
+        try:
+            return save_result(result, fmt, {"filename": target.stem, "overwrite": True})
+        finally:
+            settings.reset(token)
+
+
+def _metadata(collection_id: str, cube: xr.DataArray) -> dict[str, Any]:
+    """STAC collection metadata with the datacube extension, as a backend would describe it."""
+    crs = cube.rio.crs if hasattr(cube, "rio") else None
+    epsg = crs.to_epsg() if crs is not None else None
+    times = pd.DatetimeIndex(cube["t"].values) if "t" in cube.dims else None
+    dims: dict[str, Any] = {}
+    for axis in ("x", "y"):
+        values = cube[axis].values
+        dims[axis] = {
+            "type": "spatial",
+            "axis": axis,
+            "extent": [float(values.min()), float(values.max())],
+            "reference_system": epsg,
+        }
+    if times is not None:
+        dims["t"] = {"type": "temporal", "extent": [str(times.min()), str(times.max())]}
+    bands = [str(b) for b in cube["bands"].values] if "bands" in cube.dims else []
+    if bands:
+        dims["bands"] = {"type": "bands", "values": bands}
+    return {
+        "stac_version": "1.0.0",
+        "type": "Collection",
+        "id": collection_id,
+        "description": cube.attrs.get("long_name", collection_id),
+        "license": "proprietary",
+        "extent": {
+            "spatial": {"bbox": [list(cube.rio.transform_bounds("EPSG:4326"))] if crs else [[]]},
+            "temporal": {
+                "interval": [[str(times.min()), str(times.max())]] if times is not None else [[]]
+            },
+        },
+        "cube:dimensions": dims,
+        "summaries": {"eo:bands": [{"name": b} for b in bands]},
+        "links": [],
+    }
