@@ -15,6 +15,9 @@ processes all work)::
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -90,22 +93,45 @@ class LocalConnection(openeo.local.LocalConnection):
             allow_udf=self.allow_udf,
         )
 
-    def download(self, graph: Any, outputfile: str | Path | None = None, **kwargs: Any) -> Any:
-        """Run the graph; with ``outputfile``, write the result there (zarr, netCDF or GeoTIFF)."""
-        result = self.execute(graph)
-        if outputfile is None or not isinstance(result, xr.DataArray):
-            return result
-        from .processes import RunSettings, save_result, settings
+    def list_output_formats(self) -> dict:
+        """What ``save_result`` writes here (``GET /file_formats`` output part)."""
+        kinds = ["raster"]
+        return {
+            "ZARR": {"title": "Zarr (v3)", "gis_data_types": kinds, "parameters": {}},
+            "netCDF": {"title": "netCDF", "gis_data_types": kinds, "parameters": {}},
+            "GTiff": {"title": "GeoTIFF", "gis_data_types": kinds, "parameters": {}},
+        }
 
-        target = Path(outputfile)
-        fmt = {".zarr": "ZARR", ".nc": "netCDF", ".tif": "GTiff", ".tiff": "GTiff"}.get(
-            target.suffix.lower(), kwargs.get("format") or "netCDF"
-        )
-        token = settings.set(RunSettings(output=target.parent))
-        try:
-            return save_result(result, fmt, {"filename": target.stem, "overwrite": True})
-        finally:
-            settings.reset(token)
+    def download(
+        self, graph: Any, outputfile: str | Path | None = None, **kwargs: Any
+    ) -> bytes | None:
+        """Run a graph ending in ``save_result``; move what it wrote to ``outputfile``.
+
+        Without ``outputfile`` the file's bytes are returned, as from a backend.
+        """
+        from ..errors import OpenEOError
+        from . import run_process_graph
+
+        target = Path(outputfile) if outputfile is not None else None
+        work = target.parent if target is not None else None
+        with tempfile.TemporaryDirectory(dir=work, prefix=".deepfeatures-") as tmp:
+            item = run_process_graph(
+                graph,
+                collections={**self._files(), **self.collections},
+                output=tmp,
+                allow_udf=self.allow_udf,
+            )
+            if not isinstance(item, Mapping) or "assets" not in item:
+                raise OpenEOError("the process graph saved no result (it needs save_result).")
+            written = Path(item["assets"]["data"]["href"])
+            if target is None:
+                if written.is_dir():
+                    raise OpenEOError("a zarr result is a folder: pass an outputfile.")
+                return written.read_bytes()
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(written, target)
+        return None
 
 
 def _metadata(collection_id: str, cube: xr.DataArray) -> dict[str, Any]:

@@ -11,13 +11,16 @@ What this layer fixes against walking graphs with openeo-pg-parser-networkx:
 from __future__ import annotations
 
 import json
+import math
 import urllib.request
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 
 from ..errors import (
     OpenEOError,
@@ -27,6 +30,8 @@ from ..errors import (
 )
 from .graph import Graph, check_nodes, load_graph, topological_order
 from .registry import Process, Registry, call_kwargs
+
+BUILTIN_NAMESPACE = "deepfeatures"  # this package's processes and UDPs
 
 __all__ = ["Context", "Scope", "evaluate"]
 
@@ -61,8 +66,8 @@ class Context:
     _remote: dict[str, Graph] = field(default_factory=dict)
 
     def find_udp(self, process_id: str, namespace: str | None) -> Graph | None:
-        if namespace is None:
-            if process_id in self.udps:
+        if namespace is None or namespace == BUILTIN_NAMESPACE:
+            if namespace is None and process_id in self.udps:
                 return self.udps[process_id]
             for folder in self.builtin_udp_dirs:
                 path = folder / f"{process_id}.json"
@@ -126,8 +131,8 @@ class Callback:
             params[name] = args[index]
         if args and not positional_parameters:
             params.setdefault("x" if "x" in _parameters_used(self.graph) else "data", args[0])
-        if "context" in inherited and "context" not in params:
-            params["context"] = inherited["context"]
+        if "context" not in params:  # every openEO callback's context defaults to null
+            params["context"] = inherited.get("context")
         return evaluate(self.graph, Scope(params, self.scope), self.ctx, inherited)
 
 
@@ -191,12 +196,25 @@ def _check_arguments(spec: Mapping[str, Any], process_id: str, args: Mapping[str
             raise ProcessParameterMissing(process=process_id, parameter=name)
         if name in args and _is_literal(args[name]):
             schemas = param["schema"] if isinstance(param["schema"], list) else [param["schema"]]
-            if not any(_valid(args[name], s) for s in schemas):
+            value = args[name]
+            # NaN is how no-data travels in arrays and between processes: valid where null is
+            if not any(_valid(value, s) or _valid(_nan_to_none(value), s) for s in schemas):
                 raise ProcessParameterInvalid(
                     process=process_id,
                     parameter=name,
                     reason=f"{json.dumps(args[name])[:80]} does not match the schema {json.dumps(param['schema'])[:200]}.",
                 )
+
+
+def _nan_to_none(value: Any) -> Any:
+    """``value`` with every float NaN replaced by None (null)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    return value
 
 
 def _valid(value: Any, schema: Mapping[str, Any]) -> bool:
@@ -228,20 +246,44 @@ def _json_like(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
 
-def _coerce_for_upstream(process_id: str, args: dict[str, Any]) -> dict[str, Any]:
+_TYPED_SUBTYPES = frozenset({"bounding-box", "temporal-interval", "temporal-intervals"})
+
+
+def _subtypes(schema: Any) -> set[str]:
+    if isinstance(schema, list):
+        return {t for s in schema for t in _subtypes(s)}
+    return {schema["subtype"]} if isinstance(schema, Mapping) and "subtype" in schema else set()
+
+
+def _coerce_for_upstream(
+    process_id: str, spec: Mapping[str, Any] | None, args: dict[str, Any]
+) -> dict[str, Any]:
     """Turn JSON values into the typed objects openeo-processes-dask expects.
 
-    Its implementations take bounding boxes, dates and temporal intervals as the pydantic
-    models of openeo-pg-parser-networkx; coerce exactly as that parser does.
+    Its implementations take bounding boxes and temporal intervals as the pydantic models of
+    openeo-pg-parser-networkx; coerce exactly as that parser does, but only the parameters
+    whose schema is one of those (the parser would also turn a plain array such as ``[]`` or
+    two dates given to ``sort`` into a ``TemporalInterval``).
     """
     from openeo_pg_parser_networkx.pg_schema import ProcessNode
 
+    typed = {
+        p["name"]
+        for p in (spec or {}).get("parameters", [])
+        if _subtypes(p.get("schema")) & _TYPED_SUBTYPES
+    }
     # objects and lists only: bare strings such as "t" would be read as booleans by the union
-    plain = {k: v for k, v in args.items() if _json_like(v) and isinstance(v, (Mapping, list))}
+    plain = {
+        k: v
+        for k, v in args.items()
+        if k in typed and _json_like(v) and isinstance(v, (Mapping, list))
+    }
     if not plain:
         return args
-    coerced = ProcessNode.model_validate({"process_id": process_id, "arguments": plain}).arguments
-    return {**args, **coerced}
+    with warnings.catch_warnings():  # the parser's note on dropping "Z" from ISO dates
+        warnings.filterwarnings("ignore", "no explicit representation of timezones")
+        node = ProcessNode.model_validate({"process_id": process_id, "arguments": plain})
+    return {**args, **node.arguments}
 
 
 def _run_udp(
@@ -289,9 +331,75 @@ def _call(
     if process.spec is not None:
         _check_arguments(process.spec, process_id, {k: raw_args[k] for k in args})
     if process.upstream:
-        args = _coerce_for_upstream(process_id, args)
+        args = _coerce_for_upstream(process_id, process.spec, args)
+        args = {k: _upstream_value(process.spec, k, v) for k, v in args.items()}
     kwargs = call_kwargs(process, inherited, args)
-    return process.implementation(**kwargs)
+    result = process.implementation(**kwargs)
+    return _boolean_scalar(process.spec, result) if process.upstream else result
+
+
+def _is_math(spec: Mapping[str, Any] | None) -> bool:
+    return any(str(c).startswith("math") for c in (spec or {}).get("categories", []))
+
+
+def _numeric_array_param(spec: Mapping[str, Any] | None, name: str) -> bool:
+    """Whether parameter ``name`` is an array of numbers (or nulls) and nothing else."""
+    for param in (spec or {}).get("parameters", []):
+        if param["name"] != name:
+            continue
+        schemas = param["schema"] if isinstance(param["schema"], list) else [param["schema"]]
+        for schema in schemas:
+            if schema.get("type") != "array":
+                return False
+            items = schema.get("items", {})
+            kinds = items.get("type", [])
+            kinds = set(kinds if isinstance(kinds, list) else [kinds])
+            if "number" not in kinds or not kinds <= {"number", "null"}:
+                return False
+        return True
+    return False
+
+
+def _upstream_value(spec: Mapping[str, Any] | None, name: str, value: Any) -> Any:
+    """An argument as openeo-processes-dask computes with it.
+
+    - integer arrays as floats: openEO math is on numbers, not on wrapping machine integers
+      (upstream computes ``B08 - B04`` or ``ndvi`` of uint16 digital numbers in uint16, so
+      every negative difference silently wraps around to ~65535);
+    - a JSON list of numbers/nulls for an array-of-numbers parameter as a float array with NaN
+      for null, as the same data arrives inside a reducer.
+    """
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and dtype.kind in "iu" and _is_math(spec):
+        return value.astype(np.float32 if dtype.itemsize <= 2 else np.float64)
+    if (
+        isinstance(value, list)
+        and all(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in value
+        )
+        and _numeric_array_param(spec, name)
+    ):
+        return np.array([np.nan if v is None else v for v in value], dtype=float)
+    return value
+
+
+def _boolean_scalar(spec: Mapping[str, Any] | None, value: Any) -> Any:
+    """A 0-d numpy result of a process whose spec returns ``boolean|null`` as a Python bool.
+
+    openeo-processes-dask computes comparisons and logic with ``np.where(valid, result, nan)``:
+    on scalars that gives ``array(1.)`` for ``true``; ``array(nan)``, no-data, stays NaN.
+    """
+    if not isinstance(value, (np.ndarray, np.generic)) or np.ndim(value) != 0:
+        return value
+    schema = (spec or {}).get("returns", {}).get("schema", {})
+    types: set[str] = set()
+    for s in schema if isinstance(schema, list) else [schema]:
+        kind = s.get("type")
+        types.update(kind if isinstance(kind, list) else [kind])
+    if not types or not types <= {"boolean", "null"}:
+        return value
+    item = value.item()
+    return item if isinstance(item, float) and math.isnan(item) else bool(item)
 
 
 def evaluate(

@@ -7,6 +7,7 @@ deepfeatures processes (also under the namespace ``deepfeatures``).
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import warnings
@@ -43,15 +44,26 @@ def _signature_names(func: Callable[..., Any]) -> frozenset[str]:
         return frozenset()
 
 
+# Modules of openeo-processes-dask whose processes its package namespace loses: its
+# ``__init__`` never imports ``dates`` (date_between, date_difference, date_shift), and an
+# ``except ImportError as e:`` there deletes the ``e`` it star-imported from ``math``.
+_MISSED_MODULES = ("dates", "math")
+
+
 @cache
 def _upstream() -> dict[str, Process]:
     """openeo-processes-dask implementations paired with the specs it ships."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import openeo_processes_dask.process_implementations as impl
+    members = dict(inspect.getmembers(impl, inspect.isfunction))
+    for module_name in _MISSED_MODULES:
+        module = importlib.import_module(f"{impl.__name__}.{module_name}")
+        for name in module.__all__:
+            members.setdefault(name, getattr(module, name))
     specs_dir = resources.files("openeo_processes_dask.specs").joinpath("openeo-processes")
     found: dict[str, Process] = {}
-    for name, func in inspect.getmembers(impl, inspect.isfunction):
+    for name, func in sorted(members.items()):
         pid = name[1:] if name.startswith("_") and not name.startswith("__") else name
         spec_file = specs_dir.joinpath(f"{pid}.json")
         if not spec_file.is_file():
@@ -115,8 +127,26 @@ def default_registry() -> Registry:
 def call_kwargs(
     process: Process, inherited: Mapping[str, Any], args: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Explicit arguments plus those inherited from a parent process the function accepts."""
+    """Explicit arguments plus those inherited from a parent process the function accepts.
+
+    An optional parameter left out gets its spec default where the function has none of its
+    own (openeo-processes-dask's ``text_concat`` requires ``separator``, whose default is "").
+    """
     accepted = process.parameters
     out = {k: v for k, v in inherited.items() if k in accepted and k not in args}
     out.update(args)
+    required = _required_names(process.implementation)
+    for param in (process.spec or {}).get("parameters", []):
+        name = param["name"]
+        if name in required and name not in out and "default" in param:
+            out[name] = param["default"]
     return out
+
+
+@cache
+def _required_names(func: Callable[..., Any]) -> frozenset[str]:
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return frozenset()
+    return frozenset(p.name for p in params if p.default is inspect.Parameter.empty)

@@ -38,6 +38,9 @@ def test_folder_collections_and_download(tmp_path):
     cube = con.load_collection(str(path), bands=["B08"])
     out = tmp_path / "out" / "b08.nc"
     out.parent.mkdir()
-    item = cube.download(out)
-    assert item["assets"]["data"]["href"] == str(out)
+    assert cube.download(out) is None
+    assert sorted(p.name for p in out.parent.iterdir()) == ["b08.nc"]  # nothing else left
     np.testing.assert_array_equal(xr.open_dataarray(out).values, demo.sel(bands=["B08"]).values)
+    tif = cube.filter_temporal("2015-01-01", "2015-09-01").reduce_dimension("t", reducer="max")
+    data = tif.download(format="GTiff")
+    assert data[:4] in (b"II*\x00", b"MM\x00*")
