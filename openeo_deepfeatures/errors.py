@@ -27,6 +27,7 @@ __all__ = [
     "ProcessParameterInvalid",
     "ProcessParameterMissing",
     "ProcessUnsupported",
+    "TemporalExtentEmpty",
 ]
 
 
@@ -133,3 +134,8 @@ class InvalidVersion(OpenEOError):
     code = "InvalidVersion"
     status_code = 400
     message = "The specified UDF runtime version is not supported: {reason}"
+
+
+class TemporalExtentEmpty(ProcessParameterInvalid):
+    code = "TemporalExtentEmpty"
+    message = "The temporal extent is empty. The second instant in time must always be greater/later than the first instant in time: {reason}"

@@ -74,6 +74,36 @@ class LocalConnection(openeo.local.LocalConnection):
             settings.reset(token)
         return _metadata(collection_id, cube)
 
+    def load_stac(
+        self,
+        url: str,
+        spatial_extent: Any = None,
+        temporal_extent: Any = None,
+        bands: list[str] | None = None,
+        properties: Any = None,
+    ) -> Any:
+        """A ``load_stac`` cube with its band metadata, read offline by our ``load_stac``."""
+        from openeo.metadata import CollectionMetadata
+
+        from .stac import load_stac
+
+        arguments = {"url": url}
+        for name, value in (
+            ("spatial_extent", spatial_extent),
+            ("temporal_extent", temporal_extent),
+            ("bands", bands),
+            ("properties", properties),
+        ):
+            if value is not None:
+                arguments[name] = value
+        cube = self.datacube_from_process(process_id="load_stac", **arguments)
+        if properties is None:  # lazy: only the STAC JSON is read to learn the bands
+            found = load_stac(url, spatial_extent, temporal_extent, bands)
+            labels = [str(b) for b in found["bands"].values]
+            dims = {"bands": {"type": "bands", "values": labels}}
+            cube.metadata = CollectionMetadata({"id": url, "cube:dimensions": dims})
+        return cube
+
     def execute(
         self,
         process_graph: Any,

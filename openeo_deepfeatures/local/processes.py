@@ -13,7 +13,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import CollectionNotFound, NoDataAvailable, ProcessParameterInvalid
+from ..errors import (
+    CollectionNotFound,
+    NoDataAvailable,
+    ProcessParameterInvalid,
+    TemporalExtentEmpty,
+)
 from ..sentinel2 import canonical_cube, normalize_band_label
 from .registry import Process
 
@@ -77,6 +82,14 @@ def _bbox_in_crs(
     return west, south, east, north
 
 
+def _utc(value: Any) -> pd.Timestamp | None:
+    """A date or date-time as naive UTC (cube labels are UTC); None stays None."""
+    if value is None:
+        return None
+    ts = pd.Timestamp(str(value))
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
 def load_collection(
     id: str,
     spatial_extent: Mapping[str, Any] | None = None,
@@ -99,13 +112,19 @@ def load_collection(
             )
         cube = cube.sel(bands=labels)
     if temporal_extent is not None and "t" in cube.dims:
-        start, end = (None if v is None else pd.Timestamp(v) for v in temporal_extent)
+        start, end = (_utc(v) for v in temporal_extent)
+        if start is not None and end is not None and end <= start:
+            raise TemporalExtentEmpty(
+                reason=f"end {end} is not after start {start}.",
+                process="load_collection",
+                parameter="temporal_extent",
+            )
         times = pd.DatetimeIndex(cube["t"].values)
         keep = np.ones(len(times), bool)
         if start is not None:
-            keep &= times >= start.tz_localize(None) if start.tzinfo else times >= start
+            keep &= times >= start
         if end is not None:
-            keep &= times < (end.tz_localize(None) if end.tzinfo else end)  # end is exclusive
+            keep &= times < end  # end is exclusive
         cube = cube.isel(t=np.flatnonzero(keep))
     if spatial_extent is not None:
         west, south, east, north = _bbox_in_crs(spatial_extent, cube)
@@ -206,7 +225,7 @@ def _stac_item(data: xr.DataArray, target: Path, fmt: str) -> dict[str, Any]:
 
 
 def overrides() -> list[Process]:
-    from . import neighborhood, udf
+    from . import neighborhood, stac, udf
 
     return [
         Process("load_collection", _spec("load_collection"), load_collection),
@@ -216,6 +235,7 @@ def overrides() -> list[Process]:
         Process("reduce_dimension", _spec("reduce_dimension"), udf.reduce_dimension),
         Process("run_udf", _spec("run_udf"), udf.run_udf),
         Process("array_create", _spec("array_create"), array_create, upstream=True),
+        stac.PROCESS,
     ]
 
 

@@ -465,3 +465,18 @@ def test_builtin_process_graphs_namespace(tmp_path, monkeypatch):
         }
         got = run_process_graph(graph, parameters={"c": cube})
         np.testing.assert_allclose(got.values, _expected_ndvi(cube).values * 2.0, rtol=1e-6)
+
+
+def test_temporal_extent_in_utc_and_empty():
+    def load(extent):
+        args = {"id": "DEMO_S2", "spatial_extent": None, "temporal_extent": extent}
+        graph = {"l": node("load_collection", result=True, **args)}
+        return run_process_graph(graph)
+
+    times = odf.load_demo_cube()["t"].values
+    # 01:00+02:00 is 23:00 UTC the day before, so the acquisition at 00:00 UTC is inside
+    day = pd.Timestamp(times[1])
+    local = load([(day + pd.Timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S+02:00"), None])
+    np.testing.assert_array_equal(local["t"].values, times[1:])
+    with pytest.raises(ProcessParameterInvalid, match="TemporalExtentEmpty"):
+        load(["2018-01-01", "2017-01-01"])
