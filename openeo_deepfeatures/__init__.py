@@ -6,6 +6,7 @@ reduce them to feature cubes, as a native xarray/dask API, openEO processes and 
 
 from . import errors
 from .data import load_demo_cube
+from .encoder import load_encoder
 from .indices import ASI_VERSION, compute_indices, get_index, list_indices, load_formulas
 from .sentinel2 import preprocess_s2
 
@@ -27,6 +28,7 @@ __all__ = [
     "get_index",
     "list_indices",
     "load_demo_cube",
+    "load_encoder",
     "load_formulas",
     "preprocess_s2",
     "run_process_graph",
