@@ -18,4 +18,6 @@ def test_python_blocks_run():
 def test_first_two_commands():
     lines = README.read_text("utf-8").split("```bash\n", 1)[1].splitlines()
     assert lines[0].startswith("pip install . && deepfeatures demo")
-    assert lines[1].startswith('pip install -e ".[test]" && python -m pytest')
+    # torch pinned first (CPU wheel), then the test and train extras, as .ci/run does
+    assert lines[1].startswith('pip install torch==2.13.0 && pip install -e ".[test,train]"')
+    assert "&& python -m pytest" in lines[1]
