@@ -92,28 +92,85 @@ def _cmd_compute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scheduler(address: str | None):
+    """A dask.distributed client: ``local`` starts a LocalCluster, else connects to an address."""
+    if not address:
+        return None
+    from dask.distributed import Client, LocalCluster
+
+    if address == "local":
+        return Client(LocalCluster(processes=False))
+    return Client(address)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .data import load_demo_cube
-    from .indices import compute_indices
-    from .io import write_zarr
-    from .sentinel2 import preprocess_s2
+    from .encoder import load_encoder
+    from .feature_cube import feature_cube, write_feature_cube
 
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     stages = []
+
+    def stage(name: str, t0: float, detail: str) -> None:
+        stages.append((name, time.perf_counter() - t0, detail))
+        if not args.quiet:
+            print(f"  {name:<34} {stages[-1][1]:6.2f} s  {detail}", file=sys.stderr)
+
     t = time.perf_counter()
     cube = load_demo_cube(chunks={"t": 20})
-    stages.append(("load demo cube (DN)", dict(cube.sizes), time.perf_counter() - t))
+    stage("load demo cube (DN + SCL)", t, f"{dict(cube.sizes)}")
     t = time.perf_counter()
-    refl = preprocess_s2(cube)
-    si = compute_indices(refl)
-    target = out_dir / "spectral_indices.zarr"
-    write_zarr(si, target, overwrite=args.overwrite, progress=not args.quiet)
-    stages.append(("preprocess + indices -> zarr", dict(si.sizes), time.perf_counter() - t))
-    print(f"DeepFeatures demo: Sentinel-2 L2A, {cube.sizes['t']} dates, 1 km2 forest in Romania")
-    for name, sizes, seconds in stages:
-        print(f"  {name:<30} {seconds:6.2f} s  {sizes}")
-    print(f"  SI Data Cube: {si.sizes['bands']} spectral indices -> {target}")
+    model = load_encoder(args.model)
+    c = model.contract
+    stage("load encoder", t, f"{c.name} ({c.family}), {len(c.channels)} indices -> {c.k} features")
+    t = time.perf_counter()
+    features = feature_cube(cube, model)
+    stage("build lazy graph (mask, indices, embed)", t, f"{dict(features.sizes)}")
+    t = time.perf_counter()
+    files = write_feature_cube(
+        features,
+        out_dir / "features.zarr",
+        overwrite=args.overwrite,
+        source="DEMO_S2 (embedded demo cube)",
+        progress=not args.quiet,
+    )
+    stage("compute + write zarr, STAC, quicklook", t, str(files.zarr))
+    print(
+        f"DeepFeatures demo: Sentinel-2 L2A, {cube.sizes['t']} dates, 1 km2 forest in Romania -> "
+        f"{c.k} features per pixel and date ({sum(s[1] for s in stages):.1f} s)"
+    )
+    for path in (files.zarr, files.item, files.quicklook):
+        print(f"  {path}")
+    return 0
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    from .feature_cube import embed, feature_cube, write_feature_cube
+    from .io import open_cube
+
+    client = _scheduler(args.scheduler)
+    try:
+        t0 = time.perf_counter()
+        cube = open_cube(args.input, variable=args.variable, chunks=_chunks(args.chunks))
+        options = {"providers": args.providers, "tile": args.tile}
+        run = embed if args.command == "embed" else feature_cube
+        result = run(cube, args.model, **options)
+        files = write_feature_cube(
+            result,
+            args.output,
+            overwrite=args.overwrite,
+            source=str(args.input),
+            progress=not args.quiet,
+        )
+        if not args.quiet:
+            print(
+                f"{files.zarr} ({dict(result.sizes)}) in {time.perf_counter() - t0:.1f} s",
+                file=sys.stderr,
+            )
+    finally:
+        if client is not None:
+            client.close()
     return 0
 
 
@@ -171,6 +228,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--overwrite", action="store_true")
     demo.add_argument("-q", "--quiet", action="store_true")
     demo.set_defaults(func=_cmd_demo)
+
+    demo.add_argument("--model", help="ONNX encoder (default: the shipped model)")
+
+    for name, text in (
+        ("feature-cube", "Sentinel-2 L2A cube (DN or reflectance) -> feature cube (zarr + STAC)"),
+        ("embed", "spectral-index cube -> feature cube (zarr + STAC)"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("input", help="input cube (.nc, .zarr, .tif)")
+        cmd.add_argument("-o", "--output", required=True, help="output .zarr")
+        cmd.add_argument("--model", help="ONNX encoder (default: the shipped model)")
+        cmd.add_argument(
+            "--providers", nargs="+", help="onnxruntime providers, e.g. CPUExecutionProvider"
+        )
+        cmd.add_argument("--tile", type=int, help="spatial tile size (px)")
+        cmd.add_argument("--variable", help="variable holding the cube (netCDF/zarr)")
+        cmd.add_argument("--chunks", nargs="+", metavar="DIM=SIZE", help="dask chunks, e.g. t=20")
+        cmd.add_argument("--scheduler", help="dask.distributed: 'local' or a scheduler address")
+        cmd.add_argument("--overwrite", action="store_true")
+        cmd.add_argument("-q", "--quiet", action="store_true")
+        cmd.set_defaults(func=_cmd_features)
 
     run = sub.add_parser("run", help="run an openEO process graph locally (dask)")
     run.add_argument("graph", help="process graph JSON file (as exported by the openEO client)")

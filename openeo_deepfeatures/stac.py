@@ -28,7 +28,7 @@ from pystac.extensions.mlm import (
 from .errors import ProcessParameterInvalid
 from .io import atomic_path
 
-__all__ = ["mlm_model_item", "read_item", "sha256_multihash", "write_item"]
+__all__ = ["cube_item", "mlm_model_item", "read_item", "sha256_multihash", "write_item"]
 
 
 def sha256_multihash(hex_digest: str) -> str:
@@ -129,6 +129,90 @@ def mlm_model_item(
         if model_size is not None:
             file_ext.size = int(model_size)
     return item
+
+
+def cube_item(
+    item_id: str,
+    *,
+    href: str,
+    media_type: str,
+    crs_epsg: int | None,
+    bbox_native: Sequence[float],
+    bbox_wgs84: Sequence[float],
+    shape: Sequence[int],
+    transform: Sequence[float],
+    times: Sequence[_dt.datetime],
+    bands: Sequence[str],
+    step: Sequence[float],
+    variable: str,
+    description: str,
+    properties: Mapping[str, Any] | None = None,
+) -> pystac.Item:
+    """A STAC Item for a ``(t, bands, y, x)`` cube: datacube and projection extensions."""
+    from pystac.extensions.datacube import (
+        DatacubeExtension,
+        Dimension,
+        DimensionType,
+        Variable,
+        VariableType,
+    )
+    from pystac.extensions.projection import ProjectionExtension
+
+    west, south, east, north = (float(v) for v in bbox_wgs84)
+    geometry = {
+        "type": "Polygon",
+        "coordinates": [
+            [[west, south], [east, south], [east, north], [west, north], [west, south]]
+        ],
+    }
+    item = pystac.Item(
+        id=item_id,
+        geometry=geometry,
+        bbox=[west, south, east, north],
+        datetime=None,
+        start_datetime=min(times),
+        end_datetime=max(times),
+        properties=dict(properties or {}),
+    )
+    item.add_asset("data", pystac.Asset(href=href, media_type=media_type, roles=["data"]))
+    proj = ProjectionExtension.ext(item, add_if_missing=True)
+    proj.epsg = crs_epsg
+    proj.shape = list(shape)
+    proj.transform = list(transform)
+    proj.bbox = [float(v) for v in bbox_native]
+    cube = DatacubeExtension.ext(item, add_if_missing=True)
+    x0, y0, x1, y1 = (float(v) for v in bbox_native)
+    spatial = {"reference_system": crs_epsg}
+    cube.dimensions = {
+        "x": Dimension.from_dict(
+            {"type": "spatial", "axis": "x", "extent": [x0, x1], "step": step[0], **spatial}
+        ),
+        "y": Dimension.from_dict(
+            {"type": "spatial", "axis": "y", "extent": [y0, y1], "step": step[1], **spatial}
+        ),
+        "t": Dimension.from_dict(
+            {
+                "type": DimensionType.TEMPORAL,
+                "extent": [_iso(min(times)), _iso(max(times))],
+                "values": [_iso(t) for t in times],
+            }
+        ),
+        "bands": Dimension.from_dict({"type": "bands", "values": list(bands)}),
+    }
+    cube.variables = {
+        variable: Variable.from_dict(
+            {
+                "dimensions": ["t", "bands", "y", "x"],
+                "type": VariableType.DATA,
+                "description": description,
+            }
+        )
+    }
+    return item
+
+
+def _iso(t: _dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def write_item(item: pystac.Item, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

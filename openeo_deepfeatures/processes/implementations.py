@@ -11,7 +11,6 @@ from typing import Any
 
 import xarray as xr
 
-from ..errors import FeatureUnsupported
 from ..indices import compute_indices
 from ..sentinel2 import DEFAULT_INVALID_SCL, preprocess_s2
 
@@ -50,16 +49,22 @@ def deepfeatures_preprocess_s2(
     )
 
 
-def _not_yet(process: str) -> FeatureUnsupported:
-    return FeatureUnsupported(
-        reason=f"process '{process}' needs the DeepFeatures encoder, which is not available in "
-        "this release yet; its specification is published so graphs can be written now."
-    )
+def _model(model: str | None) -> str | None:
+    """A local path for ``model``: URLs are downloaded once into the user cache."""
+    if model is None or not str(model).startswith(("https://", "http://")):
+        return model
+    from ..encoder.download import cached_model
+
+    return str(cached_model(model))
 
 
 def deepfeatures_embed(data: xr.DataArray, model: str | None = None) -> xr.DataArray:
-    raise _not_yet("deepfeatures_embed")
+    from ..feature_cube import embed
+
+    return embed(data, _model(model))
 
 
 def deepfeatures_feature_cube(data: xr.DataArray, model: str | None = None) -> xr.DataArray:
-    raise _not_yet("deepfeatures_feature_cube")
+    from ..feature_cube import feature_cube
+
+    return feature_cube(data, _model(model))

@@ -1,0 +1,260 @@
+"""Feature Data Cubes: Sentinel-2 in, features out, written as zarr + STAC + a quicklook.
+
+:func:`feature_cube` chains DN -> reflectance (:func:`~openeo_deepfeatures.preprocess_s2`) ->
+the spectral indices the model's contract asks for (:func:`~openeo_deepfeatures.compute_indices`)
+-> :func:`embed`, lazily end to end. :func:`write_feature_cube` writes the result atomically as
+zarr (v3, CRS as a CF grid mapping, provenance attributes), a STAC Item (datacube and
+projection extensions) and a quicklook PNG (three features as RGB, and their time series).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .errors import ProcessParameterInvalid
+
+__all__ = ["FeatureCubeFiles", "embed", "feature_cube", "quicklook", "write_feature_cube"]
+
+PROVENANCE_ATTR = "deepfeatures_provenance"
+_VERSIONS = ("openeo-deepfeatures", "onnxruntime", "numpy", "xarray", "dask", "zarr")
+
+
+def _encoder(encoder: Any):
+    from .encoder import Encoder, load_encoder
+
+    return encoder if isinstance(encoder, Encoder) else load_encoder(encoder)
+
+
+def embed(
+    si_cube: xr.DataArray,
+    encoder: Any = None,
+    *,
+    providers: list[str] | None = None,
+    **options: Any,
+) -> xr.DataArray:
+    """Features ``(t, bands=F01..Fk, y, x)`` float32 of an SI cube (default model if None).
+
+    The model's contract decides the channels (picked by name from ``bands``), their
+    normalisation, the spatial halo and the temporal context; ``options`` go to
+    :func:`openeo_deepfeatures.encoder.inference.embed` (``threads``, ``tile``, ``batch_size``).
+    """
+    from .encoder.inference import embed as run
+
+    return run(si_cube, _encoder(encoder), providers=providers, **options)
+
+
+def _needs_preprocessing(cube: xr.DataArray) -> bool:
+    bands = {str(b) for b in cube["bands"].values}
+    return "SCL" in bands or np.issubdtype(cube.dtype, np.integer)
+
+
+def feature_cube(
+    s2_cube: xr.DataArray | xr.Dataset,
+    encoder: Any = None,
+    *,
+    providers: list[str] | None = None,
+    preprocess: bool | None = None,
+    **options: Any,
+) -> xr.DataArray:
+    """Sentinel-2 L2A cube -> Feature Data Cube, lazy end to end.
+
+    ``preprocess``: DN -> reflectance and SCL cloud mask first (default: when the cube has an
+    ``SCL`` band or integer values). Only the spectral indices the model needs are computed.
+    """
+    from .indices import compute_indices
+    from .sentinel2 import canonical_cube, preprocess_s2
+
+    model = _encoder(encoder)
+    cube = canonical_cube(s2_cube, "feature_cube")
+    if preprocess if preprocess is not None else _needs_preprocessing(cube):
+        cube = preprocess_s2(cube)
+    si = compute_indices(cube, list(model.contract.channels))
+    return embed(si, model, providers=providers, **options)
+
+
+@dataclass(frozen=True)
+class FeatureCubeFiles:
+    """What :func:`write_feature_cube` wrote."""
+
+    zarr: Path
+    item: Path | None
+    quicklook: Path | None
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in _VERSIONS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def provenance(features: xr.DataArray, source: str | None) -> dict[str, Any]:
+    """Where a feature cube comes from: model, channels, software, input, time."""
+    attrs = features.attrs
+    channels = attrs.get("channels")
+    return {
+        "model": attrs.get("model_name"),
+        "model_version": attrs.get("model_version"),
+        "model_family": attrs.get("model_family"),
+        "model_sha256": attrs.get("model_sha256"),
+        "channels": channels.split(",") if isinstance(channels, str) else channels,
+        "features": [str(b) for b in features["bands"].values],
+        "input": source,
+        "software": _versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_feature_cube(
+    features: xr.DataArray,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    stac: bool = True,
+    quicklook_png: bool = True,
+    source: str | None = None,
+    progress: bool = False,
+) -> FeatureCubeFiles:
+    """Write ``features`` to ``path`` (zarr v3) with ``<stem>.stac.json`` and ``<stem>.png``.
+
+    Each file is written to a temporary name and moved into place; if a later file fails,
+    the ones already written are removed again, so a failure leaves nothing behind.
+    """
+    from .io import write_zarr
+    from .stac import write_item
+
+    path = Path(path)
+    if path.suffix != ".zarr":
+        raise ProcessParameterInvalid(
+            process="write_feature_cube", parameter="path", reason=f"{path}: use a .zarr path."
+        )
+    item_path = path.with_suffix(".stac.json") if stac else None
+    png_path = path.with_suffix(".png") if quicklook_png else None
+    for other in (item_path, png_path):
+        if other is not None and other.exists() and not overwrite:
+            raise ProcessParameterInvalid(
+                process="write_feature_cube",
+                parameter="path",
+                reason=f"{other} exists; pass overwrite=True.",
+            )
+    out = features.copy()
+    out.attrs = dict(features.attrs)
+    out.attrs[PROVENANCE_ATTR] = json.dumps(provenance(features, source))
+    write_zarr(out.rename("features"), path, overwrite=overwrite, progress=progress)
+    written: list[Path] = [path]
+    try:
+        stored = xr.open_zarr(path, consolidated=False)["features"]
+        if png_path is not None:
+            quicklook(stored, png_path, overwrite=overwrite)
+            written.append(png_path)
+        if item_path is not None:
+            write_item(_item(stored, path), item_path, overwrite=overwrite)
+            written.append(item_path)
+    except BaseException:
+        for done in written:
+            shutil.rmtree(done) if done.is_dir() else done.unlink(missing_ok=True)
+        raise
+    return FeatureCubeFiles(path, item_path, png_path)
+
+
+def _item(features: xr.DataArray, path: Path):
+    import rioxarray  # noqa: F401
+
+    from .stac import cube_item
+
+    crs = features.rio.crs
+    times = [
+        t.to_pydatetime().replace(tzinfo=_dt.timezone.utc)
+        for t in pd.DatetimeIndex(features["t"].values)
+    ]
+    res_x, res_y = features.rio.resolution()
+    prov = json.loads(features.attrs.get(PROVENANCE_ATTR, "{}"))
+    return cube_item(
+        path.stem,
+        href=f"./{path.name}",
+        media_type="application/vnd+zarr",
+        crs_epsg=crs.to_epsg() if crs is not None else None,
+        bbox_native=features.rio.bounds(),
+        bbox_wgs84=features.rio.transform_bounds("EPSG:4326"),
+        shape=(features.sizes["y"], features.sizes["x"]),
+        transform=list(features.rio.transform())[:6],
+        times=times,
+        bands=[str(b) for b in features["bands"].values],
+        step=(float(res_x), float(res_y)),
+        variable="features",
+        description="DeepFeatures latent features per pixel and date",
+        properties={f"deepfeatures:{k}": v for k, v in prov.items() if v is not None},
+    )
+
+
+def _stretch(values: np.ndarray) -> np.ndarray:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.zeros_like(values)
+    lo, hi = np.percentile(finite, [2, 98])
+    scaled = (values - lo) / (hi - lo if hi > lo else 1.0)
+    return np.clip(np.nan_to_num(scaled, nan=0.0), 0.0, 1.0)
+
+
+def quicklook(
+    features: xr.DataArray,
+    path: str | Path,
+    *,
+    date: Any = None,
+    bands: tuple[str, str, str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """PNG: three features as RGB at ``date`` (default: the clearest date) and their time series."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_path
+
+    labels = [str(b) for b in features["bands"].values]
+    rgb_bands = list(bands or labels[:3])
+    if date is None:
+        valid = features.isel(bands=0).notnull().sum(("y", "x")).values
+        index = int(np.argmax(valid))
+    else:
+        index = int(
+            pd.DatetimeIndex(features["t"].values).get_indexer(
+                [pd.Timestamp(date)], method="nearest"
+            )[0]
+        )
+    when = pd.Timestamp(features["t"].values[index])
+    rgb = np.stack([_stretch(features.isel(t=index).sel(bands=b).values) for b in rgb_bands], -1)
+    series = features.median(("y", "x")).compute()
+
+    fig, (ax_map, ax_ts) = plt.subplots(
+        1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1, 1.6]}, layout="constrained"
+    )
+    ax_map.imshow(rgb, interpolation="nearest")
+    ax_map.set_title(f"{'/'.join(rgb_bands)} as RGB, {when:%Y-%m-%d}", fontsize=10)
+    ax_map.set_axis_off()
+    times = pd.DatetimeIndex(features["t"].values)
+    for label in labels:
+        ax_ts.plot(times, series.sel(bands=label).values, marker=".", lw=0.8, ms=3, label=label)
+    ax_ts.axvline(when, color="0.6", lw=0.8, ls="--")
+    ax_ts.set_title("spatial median per date", fontsize=10)
+    ax_ts.legend(ncol=min(len(labels), 4), fontsize=8)
+    ax_ts.tick_params(labelsize=8)
+    path = Path(path)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
