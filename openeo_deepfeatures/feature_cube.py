@@ -156,7 +156,7 @@ def write_feature_cube(
     write_zarr(out.rename("features"), path, overwrite=overwrite, progress=progress)
     written: list[Path] = [path]
     try:
-        stored = xr.open_zarr(path, consolidated=False)["features"]
+        stored = xr.open_zarr(path, consolidated=False, decode_coords="all")["features"]
         if png_path is not None:
             quicklook(stored, png_path, overwrite=overwrite)
             written.append(png_path)

@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 import openeo_deepfeatures as odf
-from openeo_deepfeatures.errors import FeatureUnsupported, ProcessUnsupported
+from openeo_deepfeatures.errors import ProcessUnsupported
 from openeo_deepfeatures.processes import PROCESS_IDS, get_implementation, get_spec, list_specs
 
 from ..conftest import make_cube
@@ -167,9 +167,3 @@ def test_preprocess_process_calls_native_api(demo_dn):
     np.testing.assert_array_equal(
         impl(cube, dilation=1).values, odf.preprocess_s2(cube, dilation=1).values
     )
-
-
-@pytest.mark.parametrize("process_id", ["deepfeatures_embed", "deepfeatures_feature_cube"])
-def test_encoder_processes_not_available_yet(process_id):
-    with pytest.raises(FeatureUnsupported, match="not available in this release"):
-        get_implementation(process_id)(make_cube())

@@ -1,0 +1,118 @@
+"""Feature cubes: the chain, the files written (zarr + STAC + quicklook), the processes, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pystac
+import pytest
+import rioxarray  # noqa: F401
+import xarray as xr
+
+import openeo_deepfeatures as odf
+from openeo_deepfeatures.cli import main
+from openeo_deepfeatures.errors import BandMissing, ProcessParameterInvalid
+from openeo_deepfeatures.feature_cube import (
+    PROVENANCE_ATTR,
+    embed,
+    feature_cube,
+    write_feature_cube,
+)
+from openeo_deepfeatures.local import run_process_graph
+
+
+@pytest.fixture(scope="module")
+def dn():
+    return odf.load_demo_cube(chunks={"t": 20}).isel(
+        t=slice(40, 64), y=slice(0, 40), x=slice(5, 45)
+    )
+
+
+@pytest.fixture(scope="module")
+def model():
+    return odf.load_encoder()
+
+
+@pytest.fixture(scope="module")
+def features(dn, model):
+    return feature_cube(dn, model).compute()
+
+
+def test_chain_equals_its_parts(dn, model, features):
+    si = odf.compute_indices(odf.preprocess_s2(dn), list(model.contract.channels))
+    direct = embed(si, model).compute()
+    assert features.dims == ("t", "bands", "y", "x")
+    assert features.dtype == np.float32
+    assert list(features["bands"].values) == list(model.contract.features)
+    assert features.rio.crs == dn.rio.crs
+    np.testing.assert_array_equal(features.values, direct.values)
+    assert np.isfinite(features.values).mean() > 0.5
+
+
+def test_lazy_end_to_end(dn, model):
+    lazy = feature_cube(dn, model)
+    assert lazy.chunks is not None
+
+
+def test_missing_bands_are_named(dn, model):
+    with pytest.raises(BandMissing, match="B11"):
+        feature_cube(dn.sel(bands=["B02", "B03", "B04", "B08", "SCL"]), model)
+
+
+def test_written_files(tmp_path, features):
+    files = write_feature_cube(features, tmp_path / "f.zarr", source="demo subset")
+    back = xr.open_zarr(files.zarr, consolidated=False, decode_coords="all")["features"]
+    np.testing.assert_array_equal(back.values, features.values)
+    assert back.rio.crs.to_epsg() == 3035
+    assert back.rio.transform() == features.rio.transform()
+    prov = json.loads(back.attrs[PROVENANCE_ATTR])
+    assert prov["input"] == "demo subset" and prov["software"]["onnxruntime"]
+    item = pystac.Item.from_file(str(files.item))
+    assert item.properties["cube:dimensions"]["bands"]["values"] == list(features["bands"].values)
+    assert item.properties["proj:code"] == "EPSG:3035" or item.properties.get("proj:epsg") == 3035
+    assert item.assets["data"].href == "./f.zarr"
+    assert files.quicklook.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_existing_output_refused_and_nothing_half_written(tmp_path, features, monkeypatch):
+    import openeo_deepfeatures.feature_cube as fc
+
+    write_feature_cube(features, tmp_path / "f.zarr")
+    with pytest.raises(Exception, match="exists"):
+        write_feature_cube(features, tmp_path / "f.zarr")
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fc, "quicklook", fail)  # fails after the zarr store was written
+    with pytest.raises(OSError, match="disk full"):
+        write_feature_cube(features, tmp_path / "g.zarr")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "f.stac.json", "f.zarr"]
+    with pytest.raises(ProcessParameterInvalid, match=r"\.zarr"):
+        write_feature_cube(features, tmp_path / "g.nc")
+
+
+def test_processes_call_the_native_api(dn, features):
+    graph = {
+        "l": {
+            "process_id": "load_collection",
+            "arguments": {"id": "C", "spatial_extent": None, "temporal_extent": None},
+        },
+        "f": {
+            "process_id": "deepfeatures_feature_cube",
+            "namespace": "deepfeatures",
+            "arguments": {"data": {"from_node": "l"}},
+            "result": True,
+        },
+    }
+    got = run_process_graph(graph, collections={"C": dn})
+    np.testing.assert_array_equal(got.values, features.values)
+
+
+def test_cli_feature_cube(tmp_path, dn, features):
+    src = tmp_path / "in.nc"
+    dn.to_dataset(dim="bands").to_netcdf(src)
+    assert main(["feature-cube", str(src), "-o", str(tmp_path / "out.zarr"), "-q"]) == 0
+    back = xr.open_zarr(tmp_path / "out.zarr", consolidated=False)["features"]
+    np.testing.assert_allclose(back.values, features.values, atol=1e-6)
