@@ -186,9 +186,11 @@ def test_demo_command(tmp_path):
         text=True,
         check=True,
     )
-    assert "spectral indices" in proc.stdout
-    si = xr.open_zarr(tmp_path / "spectral_indices.zarr", consolidated=False)["spectral_indices"]
-    assert si.sizes["t"] == 140 and si.sizes["bands"] >= 130
+    assert "6 features per pixel and date" in proc.stdout
+    features = xr.open_zarr(tmp_path / "features.zarr", consolidated=False)["features"]
+    assert features.sizes == {"t": 140, "bands": 6, "y": 50, "x": 50}
+    assert np.isfinite(features.values).all()
+    assert (tmp_path / "features.stac.json").is_file() and (tmp_path / "features.png").is_file()
 
 
 def test_run_client_graph_matches_native_api(tmp_path, capsys):
