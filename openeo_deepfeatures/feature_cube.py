@@ -29,12 +29,6 @@ PROVENANCE_ATTR = "deepfeatures_provenance"
 _VERSIONS = ("openeo-deepfeatures", "onnxruntime", "numpy", "xarray", "dask", "zarr")
 
 
-def _encoder(encoder: Any):
-    from .encoder import Encoder, load_encoder
-
-    return encoder if isinstance(encoder, Encoder) else load_encoder(encoder)
-
-
 def embed(
     si_cube: xr.DataArray,
     encoder: Any = None,
@@ -50,7 +44,7 @@ def embed(
     """
     from .encoder.inference import embed as run
 
-    return run(si_cube, _encoder(encoder), providers=providers, **options)
+    return run(si_cube, encoder, providers=providers, **options)
 
 
 def _needs_preprocessing(cube: xr.DataArray) -> bool:
@@ -71,10 +65,11 @@ def feature_cube(
     ``preprocess``: DN -> reflectance and SCL cloud mask first (default: when the cube has an
     ``SCL`` band or integer values). Only the spectral indices the model needs are computed.
     """
+    from .encoder.inference import _as_encoder
     from .indices import compute_indices
     from .sentinel2 import canonical_cube, preprocess_s2
 
-    model = _encoder(encoder)
+    model = _as_encoder(encoder)
     cube = canonical_cube(s2_cube, "feature_cube")
     if preprocess if preprocess is not None else _needs_preprocessing(cube):
         cube = preprocess_s2(cube)

@@ -112,14 +112,17 @@ class LocalConnection(openeo.local.LocalConnection):
         auto_decode: bool = True,
     ) -> Any:
         """Run ``process_graph`` locally; returns what its result node returns."""
-        from . import run_process_graph
-
         if validate:
             raise ValueError("LocalConnection validates while it runs; pass validate=None.")
+        return self._run(process_graph, self.output)
+
+    def _run(self, graph: Any, output: str | Path | None) -> Any:
+        from . import run_process_graph
+
         return run_process_graph(
-            process_graph,
+            graph,
             collections={**self._files(), **self.collections},
-            output=self.output,
+            output=output,
             allow_udf=self.allow_udf,
         )
 
@@ -140,17 +143,11 @@ class LocalConnection(openeo.local.LocalConnection):
         Without ``outputfile`` the file's bytes are returned, as from a backend.
         """
         from ..errors import OpenEOError
-        from . import run_process_graph
 
         target = Path(outputfile) if outputfile is not None else None
         work = target.parent if target is not None else None
         with tempfile.TemporaryDirectory(dir=work, prefix=".deepfeatures-") as tmp:
-            item = run_process_graph(
-                graph,
-                collections={**self._files(), **self.collections},
-                output=tmp,
-                allow_udf=self.allow_udf,
-            )
+            item = self._run(graph, tmp)
             if not isinstance(item, Mapping) or "assets" not in item:
                 raise OpenEOError("the process graph saved no result (it needs save_result).")
             written = Path(item["assets"]["data"]["href"])

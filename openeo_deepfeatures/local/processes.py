@@ -82,12 +82,31 @@ def _bbox_in_crs(
     return west, south, east, north
 
 
-def _utc(value: Any) -> pd.Timestamp | None:
+def utc(value: Any, process: str, parameter: str) -> pd.Timestamp | None:
     """A date or date-time as naive UTC (cube labels are UTC); None stays None."""
     if value is None:
         return None
-    ts = pd.Timestamp(str(value))
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise ProcessParameterInvalid(
+            process=process, parameter=parameter, reason=f"{value!r} is not a date or date-time."
+        ) from exc
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
+def temporal_bounds(
+    extent: Sequence[Any], process: str
+) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """``[start, end]`` as naive UTC; ``TemporalExtentEmpty`` unless end is after start."""
+    start, end = (utc(v, process, "temporal_extent") for v in extent)
+    if start is not None and end is not None and end <= start:
+        raise TemporalExtentEmpty(
+            reason=f"end {end} is not after start {start}.",
+            process=process,
+            parameter="temporal_extent",
+        )
+    return start, end
 
 
 def load_collection(
@@ -112,13 +131,7 @@ def load_collection(
             )
         cube = cube.sel(bands=labels)
     if temporal_extent is not None and "t" in cube.dims:
-        start, end = (_utc(v) for v in temporal_extent)
-        if start is not None and end is not None and end <= start:
-            raise TemporalExtentEmpty(
-                reason=f"end {end} is not after start {start}.",
-                process="load_collection",
-                parameter="temporal_extent",
-            )
+        start, end = temporal_bounds(temporal_extent, "load_collection")
         times = pd.DatetimeIndex(cube["t"].values)
         keep = np.ones(len(times), bool)
         if start is not None:

@@ -37,10 +37,9 @@ from ..errors import (
     NoDataAvailable,
     OpenEOError,
     ProcessParameterInvalid,
-    TemporalExtentEmpty,
 )
 from ..sentinel2 import canonical_cube, normalize_band_label
-from .processes import _bbox_in_crs, _spec
+from .processes import _bbox_in_crs, _spec, temporal_bounds, utc
 from .registry import Process
 
 __all__ = ["PROCESS", "load_stac"]
@@ -247,31 +246,14 @@ class _Area:
     geometries: tuple[Mapping[str, Any], ...] = ()  # GeoJSON polygons (EPSG:4326) to mask by
 
 
-def _utc(value: Any, parameter: str) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise _invalid(parameter, f"{value!r} is not a date or date-time.") from exc
-    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
-
-
 def _time_window(extent: Sequence[Any] | None) -> _Window | None:
     if extent is None:
         return None
     if isinstance(extent, (str, bytes)) or len(extent) != 2:
         raise _invalid("temporal_extent", f"{extent!r}: give [start, end].")
-    start, end = (_utc(v, "temporal_extent") for v in extent)
-    if start is None and end is None:
+    if extent[0] is None and extent[1] is None:
         raise _invalid("temporal_extent", "start and end cannot both be null.")
-    if start is not None and end is not None and end <= start:
-        raise TemporalExtentEmpty(
-            reason=f"end {end} is not after start {start}.",
-            process="load_stac",
-            parameter="temporal_extent",
-        )
-    return start, end
+    return temporal_bounds(extent, "load_stac")
 
 
 def _area(extent: Any) -> _Area | None:
@@ -321,7 +303,7 @@ def _item_times(item: pystac.Item) -> tuple[pd.Timestamp, pd.Timestamp]:
     props = item.properties
     start = props.get("start_datetime") or props.get("datetime")
     end = props.get("end_datetime") or props.get("datetime")
-    return _utc(start, "url"), _utc(end, "url")
+    return utc(start, "load_stac", "url"), utc(end, "load_stac", "url")
 
 
 def _select_items(
