@@ -295,7 +295,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_cube(sub)
     add_train(sub)
     add_export(sub)
+
+    from .plugin import add_parser as add_processes
+
+    add_processes(sub)
+    udp = sub.add_parser(
+        "udps", help="write the UDP JSON (process_graphs/) from the Python generator"
+    )
+    udp.add_argument("folder", nargs="?", default="process_graphs", help="(process_graphs)")
+    udp.add_argument("--check", action="store_true", help="only report files that drifted")
+    udp.set_defaults(func=_cmd_udps)
     return parser
+
+
+def _cmd_udps(args: argparse.Namespace) -> int:
+    from .udps import main as udps_main
+
+    return udps_main([args.folder, *(["--check"] if args.check else [])])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -172,11 +172,66 @@ def write_zarr(
         var.encoding.pop("preferred_chunks", None)
     with atomic_path(path, overwrite=overwrite) as tmp:
         delayed = ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, compute=False)
-        if progress:
-            from tqdm.dask import TqdmCallback
-
-            with TqdmCallback(desc=f"writing {Path(path).name}", unit="task"):
+        regions = _regions(ds[name]) if _distributed_client() is None else None
+        with _progress(progress, f"writing {Path(path).name}"):
+            if regions is None:
                 delayed.compute()
-        else:
-            delayed.compute()
+            else:
+                for region in regions:
+                    part = ds[[name]].isel(region)
+                    part = part.drop_vars([c for c in part.coords if c not in region])
+                    part.to_zarr(tmp, region=region, zarr_format=3, consolidated=False)
     return Path(path)
+
+
+#: Spatial chunks computed and written together by :func:`write_zarr` (local schedulers).
+REGION_CHUNKS = 4
+
+
+def _distributed_client():
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def _regions(da: xr.DataArray) -> list[dict[str, slice]] | None:
+    """Row segments of up to ``REGION_CHUNKS`` spatial chunks (None: not dask, or small).
+
+    Computing one segment after another bounds memory by the segment, whatever the cube's
+    size: dask's ordering of overlapping graphs (halos) may otherwise compute every input
+    chunk before the first output chunk. A distributed cluster schedules the whole graph.
+    """
+    if da.chunks is None or not {"y", "x"} <= set(da.dims):
+        return None
+    edges = {}
+    for dim in ("y", "x"):
+        cum = np.cumsum((0, *da.chunks[da.get_axis_num(dim)]))
+        edges[dim] = [int(v) for v in cum]
+    ny, nx = len(edges["y"]) - 1, len(edges["x"]) - 1
+    if ny * nx <= REGION_CHUNKS:
+        return None
+    out = []
+    for j in range(ny):
+        for i in range(0, nx, REGION_CHUNKS):
+            stop = min(i + REGION_CHUNKS, nx)
+            out.append(
+                {
+                    "y": slice(edges["y"][j], edges["y"][j + 1]),
+                    "x": slice(edges["x"][i], edges["x"][stop]),
+                }
+            )
+    return out
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, desc: str) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    from tqdm.dask import TqdmCallback
+
+    with TqdmCallback(desc=desc, unit="task"):
+        yield

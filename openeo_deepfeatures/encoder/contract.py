@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BandMissing, ProcessParameterInvalid
+from ..udf import feature_embedding as udf_kernel
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -136,7 +137,7 @@ class Normalisation:
         """Normalise ``x`` whose channels lie on ``axis``; returns ``(x_n, valid)``, float32.
 
         ``x_n`` has NaN/inf replaced by 0; ``valid`` has size 1 on ``axis`` and is 1 where at
-        least one channel is finite.
+        least one channel is finite. The kernel is ``normalise`` of ``udf/feature_embedding.py``.
         """
         x = np.asarray(x)
         axis = axis % x.ndim
@@ -147,17 +148,7 @@ class Normalisation:
                 "x",
                 "normalise",
             )
-        shape = [1] * x.ndim
-        shape[axis] = n
-        offset = np.asarray(self.offset, dtype=np.float32).reshape(shape)
-        scale = np.asarray(self.scale, dtype=np.float32).reshape(shape)
-        x = x.astype(np.float32, copy=False)
-        finite = np.isfinite(x)
-        with np.errstate(invalid="ignore", over="ignore"):
-            x_n = np.clip((x - offset) / scale, -self.clip, self.clip)
-        x_n = np.where(finite, x_n, np.float32(0)).astype(np.float32)
-        valid = finite.any(axis=axis, keepdims=True).astype(np.float32)
-        return x_n, valid
+        return udf_kernel.normalise(x, self.offset, self.scale, self.clip, axis=axis)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -495,24 +486,15 @@ def time_inputs(dates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     ``dates``: ``datetime64`` values or float days since 1970-01-01. ``day`` is days since the
     first date along the last axis, ``doy`` the 0-based fractional day of year; both float32.
+    The kernel is ``time_inputs`` of ``udf/feature_embedding.py``.
     """
     dates = np.asarray(dates)
     if np.issubdtype(dates.dtype, np.datetime64):
         if np.isnat(dates).any():
             raise _invalid("dates contain NaT.", "dates", "time_inputs")
-        ms = dates.astype("datetime64[ms]")
-    else:
-        days = dates.astype(np.float64)
-        if not np.isfinite(days).all():
-            raise _invalid("days contain NaN or inf.", "dates", "time_inputs")
-        ms = np.datetime64("1970-01-01", "ms") + np.round(days * 86_400_000).astype(
-            "timedelta64[ms]"
-        )
-    epoch_days = (ms - np.datetime64("1970-01-01", "ms")) / np.timedelta64(1, "D")
-    year_start = ms.astype("datetime64[Y]").astype("datetime64[ms]")
-    doy = (ms - year_start) / np.timedelta64(1, "D")
-    day = epoch_days - epoch_days[..., :1]
-    return day.astype(np.float32), doy.astype(np.float32)
+    elif not np.isfinite(dates.astype(np.float64)).all():
+        raise _invalid("days contain NaN or inf.", "dates", "time_inputs")
+    return udf_kernel.time_inputs(dates)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

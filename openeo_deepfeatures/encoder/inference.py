@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,7 +56,8 @@ from ..errors import (
     NoDataAvailable,
     ProcessParameterInvalid,
 )
-from .contract import EncoderContract, sha256_file, time_inputs
+from ..udf import feature_embedding as udf_kernel
+from .contract import EncoderContract, sha256_file
 
 if TYPE_CHECKING:  # the package __init__ may import this module: import Encoder lazily
     from . import Encoder
@@ -83,8 +83,7 @@ CUDA = "CUDAExecutionProvider"
 #: Tile size of :func:`embed` when ``tile`` is not given: pixels in y and x, dates in t.
 DEFAULT_TILE: Mapping[str, int] = {"t": 64, "y": 128, "x": 128}
 #: Patch mode without ``batch_size``: as many windows per call as fit in this many input bytes.
-PATCH_BATCH_BYTES = 32 * 2**20
-_MAX_PATCH_BATCH = 1024
+PATCH_BATCH_BYTES = udf_kernel.PATCH_BATCH_BYTES
 _DIMS = ("t", "bands", "y", "x")
 _ALIASES = {"time": "t", "band": "bands"}
 _PROCESS = "embed"
@@ -201,26 +200,20 @@ def clear_session_cache() -> None:
 
 
 # --------------------------------------------------------------------------- numpy kernels
+# written once, in the UDF file udf/feature_embedding.py (it runs on openEO backends without
+# this package); here they are called with the contract's values.
 
 
 def dense_features(
     contract: EncoderContract, session, x: np.ndarray, days: np.ndarray
 ) -> np.ndarray:
     """One dense-model pass: ``x`` ``(T, C, H, W)`` raw channels in contract order, ``days``
-    ``(T,)`` days since 1970 -> features ``(T, k, H, W)`` float32 for every pixel-date."""
-    x_n, valid = contract.normalise(x, axis=1)
-    day, doy = time_inputs(np.asarray(days, dtype=np.float64)[None, :])
-    feeds = {"x": x_n[None], "valid": valid[None], "day": day, "doy": doy}
-    out = session.run(list(contract.outputs), feeds)[0]
-    return np.asarray(out[0], dtype=np.float32)
+    ``(T,)`` days since 1970 -> features ``(T, k, H, W)`` float32 for every pixel-date.
 
-
-def _patch_batch(contract: EncoderContract, batch_size: int | None) -> int:
-    if batch_size is not None:
-        return int(batch_size)
-    side = 2 * contract.spatial_radius + 1
-    window = contract.temporal_window * (len(contract.channels) + 1) * side * side * 4
-    return max(1, min(_MAX_PATCH_BATCH, PATCH_BATCH_BYTES // window))
+    The kernel is ``dense_features`` of ``udf/feature_embedding.py``."""
+    return udf_kernel.dense_features(
+        session, x, days, contract.normalisation.to_dict(), contract.outputs
+    )
 
 
 def patch_features(
@@ -236,35 +229,23 @@ def patch_features(
     ``x`` ``(T + 2 rt, C, H + 2 rs, W + 2 rs)`` raw channels in contract order (NaN where there
     is no data, including the padding), ``days`` ``(T + 2 rt,)`` days since 1970, with ``rt``
     the temporal and ``rs`` the spatial radius -> ``(T, k, H, W)`` float32: the features of the
-    window centred on each interior pixel-date, ``batch_size`` windows per onnxruntime call.
+    window centred on each interior pixel-date, ``batch_size`` windows per onnxruntime call
+    (default: about :data:`PATCH_BATCH_BYTES` of input). The kernel is ``patch_features`` of
+    ``udf/feature_embedding.py``.
     """
     rt, rs = contract.temporal_radius, contract.spatial_radius
-    tw, side = contract.temporal_window, 2 * rs + 1
-    x_n, valid = contract.normalise(x, axis=1)
-    shape = (x.shape[0] - 2 * rt, x.shape[2] - 2 * rs, x.shape[3] - 2 * rs)
-    if min(shape) <= 0:
+    if min(x.shape[0] - 2 * rt, x.shape[2] - 2 * rs, x.shape[3] - 2 * rs) <= 0:
         raise _invalid("x", f"a block of shape {x.shape} is smaller than one window.")
-    view = functools.partial(
-        np.lib.stride_tricks.sliding_window_view, window_shape=(tw, side, side), axis=(0, 2, 3)
+    return udf_kernel.patch_features(
+        session,
+        x,
+        days,
+        contract.normalisation.to_dict(),
+        spatial_radius=rs,
+        temporal_radius=rt,
+        outputs=contract.outputs,
+        batch_size=batch_size,
     )
-    xw, vw = view(x_n), view(valid)  # (T, C, H, W, tw, side, side)
-    day, doy = time_inputs(
-        np.lib.stride_tricks.sliding_window_view(np.asarray(days, dtype=np.float64), tw)
-    )
-    n = math.prod(shape)
-    out = np.empty((n, contract.k), dtype=np.float32)
-    step = _patch_batch(contract, batch_size)
-    names = list(contract.outputs)
-    for start in range(0, n, step):
-        ti, yi, xi = np.unravel_index(np.arange(start, min(start + step, n)), shape)
-        feeds = {
-            "x": np.ascontiguousarray(xw[ti, :, yi, xi].transpose(0, 2, 1, 3, 4)),
-            "valid": np.ascontiguousarray(vw[ti, :, yi, xi].transpose(0, 2, 1, 3, 4)),
-            "day": np.ascontiguousarray(day[ti]),
-            "doy": np.ascontiguousarray(doy[ti]),
-        }
-        out[start : start + len(ti)] = session.run(names, feeds)[0]
-    return out.reshape(*shape, contract.k).transpose(0, 3, 1, 2)
 
 
 @dataclass(frozen=True)

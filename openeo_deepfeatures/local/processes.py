@@ -248,6 +248,7 @@ def overrides() -> list[Process]:
         Process("reduce_dimension", _spec("reduce_dimension"), udf.reduce_dimension),
         Process("run_udf", _spec("run_udf"), udf.run_udf),
         Process("array_create", _spec("array_create"), array_create, upstream=True),
+        Process("array_contains", _spec("array_contains"), array_contains, upstream=True),
         stac.PROCESS,
     ]
 
@@ -272,3 +273,24 @@ def array_create(data: Sequence[Any] | None = None, repeat: int = 1, axis: int |
     arrays = [v if np.ndim(v) else full(shape, v) for v in items]
     out = stack(arrays, axis=axis)
     return out if repeat == 1 else (da if lazy else np).concatenate([out] * repeat, axis=axis)
+
+
+def array_contains(data: Any, value: Any, axis: int | None = None) -> Any:
+    """``array_contains`` that also works per pixel inside ``apply``.
+
+    In ``apply`` the callback's ``x`` is the whole cube (one value per pixel), so a graph such
+    as ``array_contains(data=[3, 8, 9], value=x)`` asks, pixel by pixel, whether ``x`` is in the
+    list. Upstream sees an array where it expects a scalar and answers a single ``false``.
+    No-data (NaN) is never contained.
+    """
+    from openeo_processes_dask.process_implementations.arrays import array_contains as upstream
+
+    vectorised = not isinstance(value, (list, tuple)) and np.ndim(value) > 0
+    if not vectorised or np.ndim(data) != 1:
+        return upstream(data=data, value=value, axis=axis)
+    items = [v for v in data if not pd.isnull(v)]
+    if isinstance(value, xr.DataArray):
+        return value.isin(items)
+    import dask.array as da
+
+    return da.isin(value, items) if isinstance(value, da.Array) else np.isin(value, items)

@@ -204,9 +204,18 @@ def apply_dimension(
     if not has_run_udf(process):
         from openeo_processes_dask.process_implementations import apply_dimension as upstream
 
+        _check_dimension(data, dimension, "apply_dimension")
+        labels = data[dimension].values
+
+        def labelled(*args: Any, **kwargs: Any) -> Any:
+            # Upstream passes the axis but not its labels (reduce_dimension does): without
+            # them ``array_element(label=...)`` fails inside apply_dimension callbacks.
+            kwargs.setdefault("dim_labels", labels)
+            return process(*args, **kwargs)
+
         return upstream(
             data=data,
-            process=process,
+            process=labelled,
             dimension=dimension,
             target_dimension=target_dimension,
             context=context,

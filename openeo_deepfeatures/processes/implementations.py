@@ -12,7 +12,7 @@ from typing import Any
 import xarray as xr
 
 from ..indices import compute_indices
-from ..sentinel2 import DEFAULT_INVALID_SCL, preprocess_s2
+from ..sentinel2 import DEFAULT_INVALID_SCL, canonical_cube, preprocess_s2
 
 __all__ = [
     "deepfeatures_embed",
@@ -33,12 +33,15 @@ def deepfeatures_spectral_indices(
 
 def deepfeatures_preprocess_s2(
     data: xr.DataArray,
+    bands: Sequence[str] | None = None,
     boa_offset: float | None = None,
     processing_baseline: str | float | Sequence[str | float] | None = None,
     mask: bool = True,
     invalid_scl: Sequence[int] = DEFAULT_INVALID_SCL,
     dilation: int = 0,
 ) -> xr.DataArray:
+    if bands is not None:
+        data = _filter_bands(data, [*bands, "SCL"] if mask else bands)
     return preprocess_s2(
         data,
         boa_offset=boa_offset,
@@ -49,22 +52,44 @@ def deepfeatures_preprocess_s2(
     )
 
 
-def _model(model: str | None) -> str | None:
-    """A local path for ``model``: URLs are downloaded once into the user cache."""
-    if model is None or not str(model).startswith(("https://", "http://")):
-        return model
-    from ..encoder.download import cached_model
+def _model(model: str | None, sha256: str | None):
+    """The encoder of ``model``: URLs are downloaded once into the user cache; ``sha256``
+    (when given) must match the file."""
+    from ..encoder import load_encoder
 
-    return str(cached_model(model))
+    if model is not None and str(model).startswith(("https://", "http://")):
+        from ..encoder.download import cached_model
+
+        model = str(cached_model(model))
+    return load_encoder(model, sha256=sha256)
 
 
-def deepfeatures_embed(data: xr.DataArray, model: str | None = None) -> xr.DataArray:
+def deepfeatures_embed(
+    data: xr.DataArray, model: str | None = None, model_sha256: str | None = None
+) -> xr.DataArray:
     from ..feature_cube import embed
 
-    return embed(data, _model(model))
+    return embed(data, _model(model, model_sha256))
 
 
-def deepfeatures_feature_cube(data: xr.DataArray, model: str | None = None) -> xr.DataArray:
+def deepfeatures_feature_cube(
+    data: xr.DataArray, model: str | None = None, model_sha256: str | None = None
+) -> xr.DataArray:
     from ..feature_cube import feature_cube
 
-    return feature_cube(data, _model(model))
+    return feature_cube(data, _model(model, model_sha256))
+
+
+def _filter_bands(data: xr.DataArray, bands: Sequence[str]) -> xr.DataArray:
+    """``data`` with the ``bands`` labels only (BandMissing names the absent ones)."""
+    from ..errors import BandMissing
+
+    cube = canonical_cube(data, "deepfeatures_preprocess_s2")
+    have = [str(b) for b in cube["bands"].values]
+    missing = [b for b in bands if b not in have]
+    if missing:
+        raise BandMissing(
+            process="deepfeatures_preprocess_s2",
+            reason=f"the cube has no band(s) {missing}; it has {have}.",
+        )
+    return cube.sel(bands=list(bands))

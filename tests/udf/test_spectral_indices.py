@@ -1,0 +1,185 @@
+"""The spectral-indices UDF: equal to ``compute_indices`` on the exec path of openEO backends,
+the program as JSON in the context, bands by label, metadata, errors, independence."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import openeo
+import pytest
+import xarray as xr
+from openeo.metadata import Band, BandDimension, CollectionMetadata, TemporalDimension
+from openeo.udf import UdfData, XarrayDataCube, execute_local_udf, run_udf_code
+from openeo_deepfeatures.udf import spectral_indices as si_udf
+
+import openeo_deepfeatures as odf
+from openeo_deepfeatures.indices import compile_indices
+
+UDF_FILE = Path(__file__).resolve().parents[2] / "udf" / "spectral_indices.py"
+CODE = UDF_FILE.read_text("utf-8")
+
+
+@pytest.fixture(scope="module")
+def reflectance() -> xr.DataArray:
+    return odf.preprocess_s2(odf.load_demo_cube()).load()
+
+
+def program_for(cube: xr.DataArray, indices=None, constants=None) -> dict:
+    """The compiled program as it travels in a process graph: through JSON."""
+    labels = [str(b) for b in cube["bands"].values]
+    return json.loads(json.dumps(compile_indices(indices, labels, constants).to_dict()))
+
+
+def run_udf(cube: xr.DataArray, context) -> xr.DataArray:
+    data = UdfData(datacube_list=[XarrayDataCube(cube)], user_context=context)
+    return run_udf_code(code=CODE, data=data).get_datacube_list()[0].get_array()
+
+
+def assert_same(got: xr.DataArray, want: xr.DataArray) -> None:
+    assert got.dtype == np.float32
+    assert list(got["bands"].values) == list(want["bands"].values)
+    np.testing.assert_array_equal(got.transpose(*want.dims).values, want.values)
+
+
+def test_run_udf_code_equals_compute_indices(reflectance):
+    program = program_for(reflectance)
+    assert len(program["outputs"]) > 100
+    got = run_udf(reflectance, {"program": program})
+    want = odf.compute_indices(reflectance)
+    assert got.dims == ("t", "bands", "y", "x")
+    for dim in ("t", "y", "x"):
+        np.testing.assert_array_equal(got[dim].values, reflectance[dim].values)
+    assert_same(got, want)
+
+
+def test_execute_local_udf(reflectance, tmp_path):
+    cube = reflectance.isel(t=slice(0, 30))
+    path = tmp_path / "reflectance.nc"
+    XarrayDataCube(cube).save_to_file(path, fmt="netcdf")
+    context = {"program": program_for(cube, ["NDVI", "EVI", "kNDVI", "NDWI"])}
+    result = execute_local_udf(openeo.UDF(CODE, context=context), path, fmt="netcdf")
+    got = result.get_datacube_list()[0].get_array()  # float64 input on this path
+    assert_same(got, odf.compute_indices(cube, ["NDVI", "EVI", "kNDVI", "NDWI"]))
+
+
+def test_constants_precision_and_program_as_json_text(reflectance):
+    cube = reflectance.isel(t=slice(0, 20))
+    constants = {"SAVI": {"L": 0.25}}
+    program = program_for(cube, ["SAVI", "EVI", "VARI"], constants)
+    got = si_udf.apply_datacube(cube, {"program": json.dumps(program), "precision": "float32"})
+    want = odf.compute_indices(
+        cube, ["SAVI", "EVI", "VARI"], constants=constants, precision="float32"
+    )
+    assert_same(got, want)
+    default_l = si_udf.apply_datacube(cube, {"program": program_for(cube, ["SAVI"])})
+    assert not np.allclose(default_l.values, got.sel(bands=["SAVI"]).values, equal_nan=True)
+
+
+def test_bands_by_label_other_dimensions_kept(reflectance):
+    cube = reflectance.isel(t=slice(0, 10))
+    want = odf.compute_indices(cube, ["NDVI", "NDMI"])
+    shuffled = cube.isel(bands=[5, 2, 0, 4, 1, 3]).rename(bands="band", t="time")
+    shuffled = shuffled.transpose("y", "x", "band", "time")
+    got = si_udf.apply_datacube(shuffled, {"program": program_for(cube, ["NDVI", "NDMI"])})
+    assert got.dims == ("y", "x", "bands", "t")
+    assert_same(got, want)
+    one_pixel = cube.isel(y=3, x=4)  # (t, bands): no spatial dimensions
+    got = si_udf.apply_datacube(one_pixel, {"program": program_for(cube, ["NDVI", "NDMI"])})
+    assert_same(got, want.isel(y=3, x=4))
+
+
+def test_apply_metadata_renames_bands(reflectance):
+    program = program_for(reflectance, ["NDVI", "EVI"])
+    metadata = CollectionMetadata(
+        {},
+        dimensions=[
+            TemporalDimension(name="t", extent=[None, None]),
+            BandDimension(name="bands", bands=[Band(str(b)) for b in reflectance["bands"].values]),
+        ],
+    )
+    namespace: dict = {}
+    exec(compile(CODE, str(UDF_FILE), "exec"), namespace)
+    for apply_metadata in (si_udf.apply_metadata, namespace["apply_metadata"]):
+        assert apply_metadata(metadata, {"program": program}).band_names == ["NDVI", "EVI"]
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("context", [None, {}, {"program": {}}], ids=str)
+def test_no_program(reflectance, context):
+    with pytest.raises(ValueError, match=r"^ProcessParameterMissing: .*'program'.*compile_indices"):
+        run_udf(reflectance.isel(t=[0]), context)
+
+
+def test_not_a_program(reflectance):
+    with pytest.raises(ValueError, match=r"^ProcessParameterInvalid: .*'instructions'"):
+        si_udf.apply_datacube(reflectance, {"program": {"inputs": ["B04"]}})
+
+
+def test_missing_bands(reflectance):
+    program = program_for(reflectance, ["NDVI", "NDWI"])
+    with pytest.raises(ValueError, match=r"^BandMissing: ") as info:
+        si_udf.apply_datacube(reflectance.drop_sel(bands=["B08"]), {"program": program})
+    assert "['B08']" in str(info.value) and "NDVI" in str(info.value)
+
+
+def test_no_bands_dimension(reflectance):
+    program = program_for(reflectance, ["NDVI"])
+    with pytest.raises(ValueError, match=r"^DimensionNotAvailable: .*'bands'"):
+        si_udf.apply_datacube(reflectance.sel(bands="B08"), {"program": program})
+
+
+def test_digital_numbers_refused(reflectance):
+    program = program_for(reflectance, ["NDVI"])
+    dn = odf.load_demo_cube().drop_sel(bands=["SCL"])
+    with pytest.raises(ValueError, match=r"^ProcessParameterInvalid: integer data"):
+        si_udf.apply_datacube(dn, {"program": program})
+    with pytest.raises(ValueError, match=r"^ProcessParameterInvalid: .*digital numbers \(median"):
+        si_udf.apply_datacube(dn.astype("float32"), {"program": program})
+
+
+# --------------------------------------------------------------------------- independence
+
+
+def test_imports_nothing_of_the_package():
+    allowed = {"numpy", "xarray"} | set(sys.stdlib_module_names)
+    tree = ast.parse(CODE)
+    modules = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    modules |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert None not in modules  # no relative imports
+    assert {m.split(".")[0] for m in modules} <= allowed
+
+
+def test_runs_without_the_package(reflectance, tmp_path):
+    cube = reflectance.isel(t=slice(0, 5))
+    cube.drop_vars("spatial_ref").to_netcdf(tmp_path / "in.nc")
+    program = program_for(cube, ["NDVI", "kNDVI", "EVI"])
+    script = textwrap.dedent(
+        f"""
+        import importlib.util, json, sys
+        sys.modules["openeo_deepfeatures"] = None
+        try:
+            import openeo_deepfeatures
+        except ImportError:
+            pass
+        else:
+            raise SystemExit("the package is importable")
+        import xarray
+        spec = importlib.util.spec_from_file_location("spectral_indices", {str(UDF_FILE)!r})
+        udf = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(udf)
+        cube = xarray.open_dataarray({str(tmp_path / "in.nc")!r})
+        program = json.loads({json.dumps(program)!r})
+        udf.apply_datacube(cube, {{"program": program}}).to_netcdf({str(tmp_path / "out.nc")!r})
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=300)
+    got = xr.open_dataarray(tmp_path / "out.nc").load()
+    assert_same(got, odf.compute_indices(cube, ["NDVI", "kNDVI", "EVI"]))
