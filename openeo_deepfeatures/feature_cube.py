@@ -63,18 +63,19 @@ def feature_cube(
     """Sentinel-2 L2A cube -> Feature Data Cube, lazy end to end.
 
     ``preprocess``: DN -> reflectance and SCL cloud mask first (default: when the cube has an
-    ``SCL`` band or integer values). Only the spectral indices the model needs are computed.
+    ``SCL`` band or integer values). Only the spectral indices the model needs are computed,
+    tile by tile inside the embedding (:func:`~openeo_deepfeatures.encoder.inference.embed_reflectance`),
+    so memory is bounded by the tile size.
     """
-    from .encoder.inference import _as_encoder
-    from .indices import compute_indices
+    from .encoder.inference import _as_encoder, embed_reflectance
     from .sentinel2 import canonical_cube, preprocess_s2
 
     model = _as_encoder(encoder)
     cube = canonical_cube(s2_cube, "feature_cube")
     if preprocess if preprocess is not None else _needs_preprocessing(cube):
         cube = preprocess_s2(cube)
-    si = compute_indices(cube, list(model.contract.channels))
-    return embed(si, model, providers=providers, **options)
+    # the indices are computed inside each tile: the index cube never exists whole
+    return embed_reflectance(cube, model, providers=providers, **options)
 
 
 @dataclass(frozen=True)

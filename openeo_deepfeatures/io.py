@@ -166,12 +166,24 @@ def write_zarr(
         chunks = {"bands": 32} if "bands" in da.dims else {}
     if chunks:
         da = da.chunk({d: c for d, c in chunks.items() if d in da.dims})
+    store_chunks = _store_chunks(da)
+    if store_chunks is None and da.chunks is not None:
+        da = da.chunk({d: max(c) for d, c in zip(da.dims, da.chunks, strict=True)})
     ds = da.to_dataset()
     for var in ds.variables.values():
         var.encoding.pop("chunks", None)
         var.encoding.pop("preferred_chunks", None)
+    if store_chunks is not None:
+        ds[name].encoding["chunks"] = store_chunks
     with atomic_path(path, overwrite=overwrite) as tmp:
-        delayed = ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, compute=False)
+        delayed = ds.to_zarr(
+            tmp,
+            mode="w",
+            zarr_format=3,
+            consolidated=False,
+            compute=False,
+            safe_chunks=store_chunks is None,
+        )
         regions = _regions(ds[name]) if _distributed_client() is None else None
         with _progress(progress, f"writing {Path(path).name}"):
             if regions is None:
@@ -180,8 +192,36 @@ def write_zarr(
                 for region in regions:
                     part = ds[[name]].isel(region)
                     part = part.drop_vars([c for c in part.coords if c not in region])
-                    part.to_zarr(tmp, region=region, zarr_format=3, consolidated=False)
+                    part.to_zarr(
+                        tmp,
+                        region=region,
+                        zarr_format=3,
+                        consolidated=False,
+                        safe_chunks=store_chunks is None,
+                    )
     return Path(path)
+
+
+def _store_chunks(da: xr.DataArray) -> tuple[int, ...] | None:
+    """zarr chunks for dask chunks whose last chunk is larger than the others.
+
+    Tiled inference joins a remainder smaller than the halo to the last tile, e.g. (32, 32,
+    36); zarr needs regular chunks. With zarr chunks of the first size, every dask chunk
+    still covers whole zarr chunks of its own, so writes never share a zarr chunk and the
+    dask chunks can stay as computed. None when the chunks are regular (or not dask).
+    """
+    if da.chunks is None:
+        return None
+    irregular = False
+    sizes = []
+    for chunks in da.chunks:
+        size = chunks[0]
+        edges = np.cumsum(chunks)[:-1]
+        if np.any(edges % size):
+            return None  # cannot be expressed: let the caller rechunk
+        irregular |= len(chunks) > 1 and chunks[-1] > size
+        sizes.append(int(size))
+    return tuple(sizes) if irregular else None
 
 
 #: Spatial chunks computed and written together by :func:`write_zarr` (local schedulers).

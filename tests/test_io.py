@@ -64,3 +64,27 @@ def test_open_cube_errors(tmp_path):
     assert open_cube(path, variable="b").name == "b"
     with pytest.raises(ProcessParameterInvalid, match="not in"):
         open_cube(path, variable="c")
+
+
+def test_write_zarr_streams_regions_and_keeps_an_enlarged_last_chunk(tmp_path, monkeypatch):
+    """Tiled inference joins a small remainder to the last tile: (4, 4, 6) is stored with zarr
+    chunks of 4, written region by region, and reads back equal."""
+    import dask.array as da
+
+    import openeo_deepfeatures.io as io
+
+    monkeypatch.setattr(io, "REGION_CHUNKS", 2)
+    values = np.arange(2 * 3 * 14 * 14, dtype=np.float32).reshape(2, 3, 14, 14)
+    cube = xr.DataArray(
+        da.from_array(values, chunks=(2, 3, (4, 4, 6), (4, 4, 6))),
+        dims=("t", "bands", "y", "x"),
+        coords={"bands": ["a", "b", "c"], "y": np.arange(14.0), "x": np.arange(14.0)},
+        name="cube",
+    )
+    regions = io._regions(cube)
+    assert len(regions) == 6  # 3 chunk-rows x 2 segments of <= 2 chunks
+    assert io._store_chunks(cube) == (2, 3, 4, 4)
+    path = write_zarr(cube, tmp_path / "c.zarr")
+    back = xr.open_zarr(path, consolidated=False)["cube"]
+    assert back.encoding["chunks"] == (2, 3, 4, 4)
+    np.testing.assert_array_equal(back.values, values)

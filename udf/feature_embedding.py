@@ -136,9 +136,12 @@ def normalise(x, offset, scale, clip: float, *, axis: int = 1):
     scale = np.asarray(scale, dtype=np.float32).reshape(shape)
     x = x.astype(np.float32, copy=False)
     finite = np.isfinite(x)
+    # in place on one float32 copy: tiles hold 100+ channels, temporaries would multiply them
     with np.errstate(invalid="ignore", over="ignore"):
-        x_n = np.clip((x - offset) / scale, -clip, clip)
-    x_n = np.where(finite, x_n, np.float32(0)).astype(np.float32)
+        x_n = np.subtract(x, offset, dtype=np.float32)
+        np.divide(x_n, scale, out=x_n)
+        np.clip(x_n, -clip, clip, out=x_n)
+    np.copyto(x_n, np.float32(0), where=~finite)
     return x_n, finite.any(axis=axis, keepdims=True).astype(np.float32)
 
 

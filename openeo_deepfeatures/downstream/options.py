@@ -12,6 +12,7 @@ __all__ = [
     "MODELS",
     "PROCESS",
     "SEASONS",
+    "input_set_label",
 ]
 
 PROCESS = "evaluate"
@@ -32,3 +33,13 @@ SEASONS = {"DJF": (12, 1, 2), "MAM": (3, 4, 5), "JJA": (6, 7, 8), "SON": (9, 10,
 #: Per-pixel temporal summaries of each channel: mean, standard deviation, the 10/50/90 %
 #: quantiles of all dates and the median of each season; NaN (clouds) are left out.
 DEFAULT_STATISTICS = ("mean", "std", "q10", "q50", "q90", "DJF", "MAM", "JJA", "SON")
+
+
+def input_set_label(input_set: str, channels: int) -> str:
+    """Display name of an input set with its number of channels, e.g. ``features (k=6)``."""
+    return {
+        "features": f"features (k={channels})",
+        "indices": f"indices ({channels})",
+        "pca": f"PCA-{channels} of indices",
+        "bands": f"bands ({channels})",
+    }.get(input_set, f"{input_set} ({channels})")

@@ -71,6 +71,8 @@ def as_time_cube(cube: xr.DataArray, parameter: str) -> xr.DataArray:
 
 def _sorted_quantile(ordered: np.ndarray, count: np.ndarray, q: float) -> np.ndarray:
     """The ``q`` quantile along axis 0 of values sorted with NaN last, ``count`` finite ones."""
+    if ordered.shape[0] == 0:  # no date at all (a season outside the time range)
+        return np.full(ordered.shape[1:], np.nan, dtype=ordered.dtype)
     last = np.maximum(count - 1, 0)
     position = q * last
     lo = np.floor(position).astype(np.intp)

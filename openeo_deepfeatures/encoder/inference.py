@@ -71,6 +71,7 @@ __all__ = [
     "clear_session_cache",
     "dense_features",
     "embed",
+    "embed_reflectance",
     "get_session",
     "patch_features",
     "resolve_providers",
@@ -173,6 +174,8 @@ def _cached_session(
     options.log_severity_level = 3
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1
+    # tiles differ in shape (halos, cube edges): an arena would keep the largest of each
+    options.enable_cpu_mem_arena = False
     if threads is not None:
         options.intra_op_num_threads = int(threads)
     try:
@@ -258,16 +261,28 @@ class _Kernel:
     providers: tuple[str, ...]
     threads: int | None
     batch_size: int | None
+    program: dict[str, Any] | None = None  # reflectance -> channels, inside the tile
 
     def session(self):
         return get_session(self.path, self.sha256, self.providers, self.threads)
 
+    def channels(self, x: np.ndarray) -> np.ndarray:
+        if self.program is None:
+            return x
+        from ..indices.compute import evaluate_program
+
+        return evaluate_program(self.program, x, 1, threads=1)
+
     def dense(self, x: np.ndarray, days: np.ndarray) -> np.ndarray:
-        return dense_features(self.contract, self.session(), x, days[:, 0, 0, 0])
+        return dense_features(self.contract, self.session(), self.channels(x), days[:, 0, 0, 0])
 
     def patch(self, x: np.ndarray, days: np.ndarray) -> np.ndarray:
         return patch_features(
-            self.contract, self.session(), x, days[:, 0, 0, 0], batch_size=self.batch_size
+            self.contract,
+            self.session(),
+            self.channels(x),
+            days[:, 0, 0, 0],
+            batch_size=self.batch_size,
         )
 
 
@@ -372,6 +387,35 @@ def _as_encoder(encoder: Encoder | str | os.PathLike | None) -> Encoder:
     )
 
 
+def embed_reflectance(
+    reflectance: xr.DataArray,
+    encoder: Encoder | str | os.PathLike | None = None,
+    *,
+    providers: Sequence[str] | None = None,
+    threads: int | None = None,
+    tile: int | Mapping[str, int | None] | None = None,
+    batch_size: int | None = None,
+) -> xr.DataArray:
+    """Encoder features of a reflectance cube: :func:`embed` with the model's spectral indices
+    computed inside each tile (with its halo) instead of as a cube of their own.
+
+    Equal to ``embed(compute_indices(reflectance, model channels), ...)``, but the index cube
+    (the model's channels: often 100+ per pixel and date) never exists beyond one tile, so
+    memory stays bounded by the tile size however large the cube (see
+    ``benchmarks/bench_feature_cube.py``). ``reflectance``: ``(t, bands, y, x)`` surface
+    reflectance with the Sentinel-2 bands the indices need, NaN where there is no data.
+    """
+    return _embed(
+        reflectance,
+        encoder,
+        providers=providers,
+        threads=threads,
+        tile=tile,
+        batch_size=batch_size,
+        from_reflectance=True,
+    )
+
+
 def embed(
     si_cube: xr.DataArray,
     encoder: Encoder | str | os.PathLike | None = None,
@@ -412,10 +456,40 @@ def embed(
     ``y``, ``x`` and the CRS (``spatial_ref``) of the input; attributes name the model and its
     sha256. See the module docstring for tiling, cube borders and no-data.
     """
+    return _embed(
+        si_cube,
+        encoder,
+        providers=providers,
+        threads=threads,
+        tile=tile,
+        batch_size=batch_size,
+        from_reflectance=False,
+    )
+
+
+def _embed(
+    si_cube: xr.DataArray,
+    encoder: Encoder | str | os.PathLike | None,
+    *,
+    providers: Sequence[str] | None,
+    threads: int | None,
+    tile: int | Mapping[str, int | None] | None,
+    batch_size: int | None,
+    from_reflectance: bool,
+) -> xr.DataArray:
     enc = _as_encoder(encoder)
     contract = enc.contract
     cube = _standard_dims(si_cube)
-    contract.check_channels(cube["bands"].values.tolist(), process=_PROCESS)
+    program = None
+    if from_reflectance:
+        from ..indices import compile_indices
+
+        labels = [str(b) for b in cube["bands"].values]
+        program = compile_indices(list(contract.channels), labels).to_dict()
+        inputs = list(program["inputs"])
+    else:
+        contract.check_channels(cube["bands"].values.tolist(), process=_PROCESS)
+        inputs = list(contract.channels)
     if threads is not None and (
         isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1
     ):
@@ -445,16 +519,18 @@ def embed(
             )
     chosen = resolve_providers(providers)
     get_session(enc.path, enc.sha256, chosen, threads)  # fail now, not inside a dask task
-    kernel = _Kernel(str(enc.path.resolve()), enc.sha256, contract, chosen, threads, batch_size)
+    kernel = _Kernel(
+        str(enc.path.resolve()), enc.sha256, contract, chosen, threads, batch_size, program
+    )
 
     days = _epoch_days(cube["t"])
     lazy = isinstance(cube.data, da.Array)
-    x = cube.sel(bands=list(contract.channels)).data
+    x = cube.sel(bands=inputs).data
     x = x.astype(np.float32) if lazy else da.from_array(np.asarray(x, dtype=np.float32))
     nt, _, ny, nx = x.shape
     chunks = (
         _chunks(nt, sizes["t"], halo["t"]),
-        (len(contract.channels),),
+        (len(inputs),),
         _chunks(ny, sizes["y"], halo["y"]),
         _chunks(nx, sizes["x"], halo["x"]),
     )

@@ -408,3 +408,29 @@ def test_dask_graph_is_lazy(dense, cube, monkeypatch):
     with dask.config.set(scheduler="synchronous"):
         out.compute()
     assert len(calls) == 2 * 2 * 2
+
+
+def test_embed_reflectance_equals_embed_of_the_index_cube_at_tile_borders():
+    """Indices computed inside each haloed tile give the features of the index cube."""
+    import openeo_deepfeatures as odf
+    from openeo_deepfeatures.encoder.inference import embed_reflectance
+
+    enc = load_encoder()
+    refl = odf.preprocess_s2(odf.load_demo_cube().isel(t=slice(0, 30)))
+    expected = embed(odf.compute_indices(refl, list(enc.contract.channels)), enc).values
+    tile = {"t": 12, "y": 20, "x": 20}  # borders at t 12 and y/x 20, 40
+    got = embed_reflectance(refl.chunk({"t": 10, "y": 25, "x": 25}), enc, tile=tile)
+    assert got.chunks[0] == (12, 18) and got.chunks[2] == (20, 20, 10)
+    values = got.values
+    assert np.isfinite(values).all()
+    np.testing.assert_allclose(values, expected, rtol=0, atol=1e-5)
+
+
+def test_embed_reflectance_names_missing_bands():
+    import openeo_deepfeatures as odf
+    from openeo_deepfeatures.encoder.inference import embed_reflectance
+    from openeo_deepfeatures.errors import BandMissing
+
+    refl = odf.preprocess_s2(odf.load_demo_cube().isel(t=slice(0, 4))).drop_sel(bands="B11")
+    with pytest.raises(BandMissing, match="B11"):
+        embed_reflectance(refl)
