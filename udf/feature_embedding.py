@@ -462,6 +462,13 @@ def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
         )
     overlap = _positive(context, "overlap", 0)
     overlap = model.spatial_radius if overlap is None else overlap
+    if overlap < model.spatial_radius:
+        raise ProcessParameterInvalid(
+            f"the model reads {model.spatial_radius} px of context around each pixel, but the "
+            f"windows overlap by {overlap} px only: features near window edges would be wrong. "
+            f"Use an apply_neighborhood overlap (and context 'overlap') of at least "
+            f"{model.spatial_radius} px."
+        )
     x = np.asarray(cube.sel(bands=list(model.channels)).values, dtype=np.float32)
     days = _epoch_days(cube["t"])
     nt, _, ny, nx = x.shape

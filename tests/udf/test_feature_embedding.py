@@ -152,21 +152,30 @@ def test_windows_with_overlap_equal_native_embed_at_borders(si, native, context)
 
 
 def test_border_rule_matters(small, encoder, context):
-    """Without cutting the no-data border (overlap 0), the cube's edge pixels differ."""
+    """Without cutting the no-data border, the cube's edge pixels differ."""
     want = embed(small, encoder).values
     window = padded(small, 8)
-    out = fe.apply_datacube(window, {**context, "overlap": 0}).values[:, :, 8:-8, 8:-8]
-    assert max_diff(out[:, :, 0], want[:, :, 0]) > 1e-3
+    model = fe.load_model(context)
+    x = np.asarray(window.sel(bands=list(model.channels)).values, dtype=np.float32)
+    days = (window["t"].values - np.datetime64("1970-01-01")) / np.timedelta64(1, "D")
+    uncut = fe.dense_features(model.session, x, days, model.normalisation, model.outputs)
+    assert max_diff(uncut[:, :, 8:-8, 8:-8][:, :, 0], want[:, :, 0]) > 1e-3
     assert max_diff(fe.apply_datacube(window, context).values[:, :, 8:-8, 8:-8], want) <= TOL
 
 
 def test_border_cut_is_limited_to_the_overlap(small, context):
     """All-empty outer rows beyond the overlap are data (NaN inputs), not cut away."""
     cube = small.copy(deep=True)
-    cube[:, :, :5] = np.nan  # 5 rows without any data at the top
-    out = fe.apply_datacube(cube, {**context, "overlap": 3}).values
-    assert np.isnan(out[:, :, :3]).all()
-    assert np.isfinite(out[:, :, 3:]).all()
+    cube[:, :, :11] = np.nan  # 11 rows without any data at the top
+    out = fe.apply_datacube(cube, {**context, "overlap": 8}).values
+    assert np.isnan(out[:, :, :8]).all()
+    assert np.isfinite(out[:, :, 8:]).all()
+
+
+@pytest.mark.parametrize("overlap", [0, 7])
+def test_overlap_smaller_than_the_receptive_field_is_refused(small, context, overlap):
+    with pytest.raises(fe.ProcessParameterInvalid, match="at least 8 px"):
+        fe.apply_datacube(small, {**context, "overlap": overlap})
 
 
 # --------------------------------------------------------------------------- patch models
