@@ -96,11 +96,19 @@ def _scheduler(address: str | None):
     """A dask.distributed client: ``local`` starts a LocalCluster, else connects to an address."""
     if not address:
         return None
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     if address == "local":
-        return Client(LocalCluster(processes=False))
-    return Client(address)
+        # the client owns this cluster, so closing the client shuts it down
+        return Client(processes=False)
+    try:
+        return Client(address)
+    except OSError as exc:
+        raise ProcessParameterInvalid(
+            process="feature-cube",
+            parameter="--scheduler",
+            reason=f"cannot reach the dask scheduler at {address!r} ({exc}).",
+        ) from None
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ from openeo.udf import UdfData, XarrayDataCube, execute_local_udf, run_udf_code
 
 import openeo_deepfeatures as odf
 from openeo_deepfeatures import client, udps
-from openeo_deepfeatures.feature_cube import embed, feature_cube
+from openeo_deepfeatures.feature_cube import feature_cube
 from openeo_deepfeatures.local import run_process_graph
 from openeo_deepfeatures.local.connection import LocalConnection
 
@@ -167,70 +167,31 @@ def test_graph_routes_agree_with_each_other(routes):
         assert max_diff(routes[name], first) <= TOL, name
 
 
-def test_graph_routes_equal_the_native_api_with_float32_indices(routes, dn, encoder):
-    """What the graph routes compute: the native chain with float32 index arithmetic."""
-    channels = list(encoder.contract.channels)
-    si = odf.compute_indices(odf.preprocess_s2(dn), channels, precision="float32")
-    want = embed(si, encoder).compute()
-    for name in GRAPH_ROUTES:
-        assert max_diff(routes[name], want) <= TOL, name
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="float32 (openEO graph) vs float64 (native) spectral indices disagree on VARI "
-    "where its denominator B03 + B04 - B02 is exactly 0 in the DN: 3 pixels of 2017-11-23 are "
-    "no-data in float32 and ~1e6 rounding noise in float64; features around them differ by "
-    "up to 0.24 (see test_graph_routes_differ_only_around_vari_poles). Reported to the lead.",
-)
 def test_all_routes_agree(routes, native):
     """Issue 6, done when: the four routes agree to 1e-5 on the demo cube."""
     for name, cube in routes.items():
         assert max_diff(cube, native) <= TOL, name
 
 
-def test_graph_routes_differ_only_around_vari_poles(routes, native, native_si, dn, encoder):
-    """The whole difference between routes 1 and 2/4, pinned down."""
+def test_vari_poles_agree_because_band_math_runs_in_float64(routes, dn, encoder):
+    """Where VARI's denominator B03 + B04 - B02 is exactly 0 in the digital numbers (integer
+    arithmetic: an independent oracle), float arithmetic leaves rounding noise and the
+    quotient is +-1e6; float32 and float64 put that noise differently (float32 even gives
+    exact zeros). The executor runs band math in float64, as the native engine does, so the
+    poles (and the features around them) agree; a float32 engine would differ there."""
     channels = list(encoder.contract.channels)
     refl = odf.preprocess_s2(dn)
-    si32 = odf.compute_indices(refl, channels, precision="float32").compute()
-
-    # 1. the index cubes differ in no-data only in VARI, and only where its denominator is
-    #    exactly zero in the digital numbers (integer arithmetic: an independent oracle)
+    si64 = odf.compute_indices(refl, channels).sel(bands="VARI").values
+    si32 = odf.compute_indices(refl, channels, precision="float32").sel(bands="VARI").values
     g, r, b = (dn.sel(bands=band).values.astype(np.int64) for band in ("B03", "B04", "B02"))
     poles = (g + r - b == 0) & np.isfinite(refl.sel(bands="B03").values)
-    nodata = np.isnan(si32.values) != np.isnan(native_si.values)
-    (vari,) = [i for i, c in enumerate(channels) if c == "VARI"]
-    assert not np.delete(nodata, vari, axis=1).any()
-    where = np.argwhere(nodata[:, vari])
-    assert where.tolist() == [[37, 44, 45], [37, 45, 45], [37, 47, 48]]
-    assert poles[nodata[:, vari]].all()
-    assert str(dn["t"].values[37])[:10] == "2017-11-23"
-    f64 = native_si.sel(bands="VARI").values[nodata[:, vari]]
-    assert np.isnan(si32.sel(bands="VARI").values[nodata[:, vari]]).all()
-    assert (np.abs(f64) > 1e6).all()  # noise: |G + R - B| ~ 2e-10 of float32 rounding
-
-    # 2. features differ (> 1e-5) only within the model's receptive field of those pixels
-    graph = routes[GRAPH_ROUTES[0]].values.astype(np.float64)
-    differs = np.abs(graph - native.values).max(axis=1) > TOL
-    radius_t = encoder.contract.temporal_window // 2
-    radius_xy = encoder.contract.spatial_radius
-    near = np.zeros_like(differs)
-    for t, y, x in where:
-        near[
-            max(t - radius_t, 0) : t + radius_t + 1,
-            max(y - radius_xy, 0) : y + radius_xy + 1,
-            max(x - radius_xy, 0) : x + radius_xy + 1,
-        ] = True
-    assert differs.any() and not (differs & ~near).any()
-    assert 0.1 < np.abs(graph - native.values).max() < 0.5
-
-    # 3. no-data at those three pixels in the native index cube too: then the routes agree
-    fixed = native_si.copy(deep=True)
-    values = fixed.sel(bands="VARI").values
-    values[nodata[:, vari]] = np.nan
-    fixed.loc[{"bands": "VARI"}] = values
-    assert max_diff(routes[GRAPH_ROUTES[0]], embed(fixed, encoder).compute()) <= TOL
+    assert poles.sum() >= 3  # 2017-11-23 has three
+    assert (np.isnan(si64[poles]) | (np.abs(si64[poles]) > 1e5)).all()  # no index value
+    with np.errstate(invalid="ignore"):
+        apart = (np.isnan(si32[poles]) != np.isnan(si64[poles])) | (
+            np.abs(si32[poles] - si64[poles]) > 1
+        )
+    assert apart.any()
 
 
 def test_embed_udp_default_model_is_the_published_url():

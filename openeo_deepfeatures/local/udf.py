@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from ..errors import (
@@ -206,6 +207,11 @@ def apply_dimension(
 
         _check_dimension(data, dimension, "apply_dimension")
         labels = data[dimension].values
+        if data.dtype == np.float32:
+            # openEO numbers are doubles: band math (spectral indices: differences that
+            # cancel, such as VARI's G + R - B) in float32 loses up to 1e-3 and puts poles
+            # elsewhere than the float64 native engine does
+            data = data.astype(np.float64)
 
         def labelled(*args: Any, **kwargs: Any) -> Any:
             # Upstream passes the axis but not its labels (reduce_dimension does): without
