@@ -304,8 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_export(sub)
 
+    from .downstream.cli import add_parser as add_evaluate
     from .plugin import add_parser as add_processes
 
+    add_evaluate(sub)
     add_processes(sub)
     udp = sub.add_parser(
         "udps", help="write the UDP JSON (process_graphs/) from the Python generator"

@@ -281,15 +281,11 @@ def test_spectral_indices_udp_is_the_native_evaluation(udp_indices, native_indic
     VARI's rounding-noise poles included."""
     assert udp_indices["bands"].values.tolist() == list(udps.default_indices())
     assert udp_indices.dtype == np.float64
-    np.testing.assert_array_equal(
-        udp_indices.values.astype(np.float32), native_indices["float64"]
-    )
+    np.testing.assert_array_equal(udp_indices.values.astype(np.float32), native_indices["float64"])
     assert not np.isinf(udp_indices.values).any()  # division by zero is no-data
 
 
-def test_float32_band_math_would_differ_only_through_cancellation(
-    dn, reflectance, native_indices
-):
+def test_float32_band_math_would_differ_only_through_cancellation(dn, reflectance, native_indices):
     """Why band math runs in float64: in float32 (as on many backends) indices whose terms
     cancel lose digits, and VARI's exact poles (zero denominator in the digital numbers)
     come out as no-data or as other noise."""

@@ -72,7 +72,7 @@ def plot_scores(table: pd.DataFrame, path: str | os.PathLike, *, title: str | No
     low = min(0.0, float(np.nanmin(table["r2"] - table["r2_se"].fillna(0))) - 0.05)
     ax.set_ylim(low, 1.0)
     ax.axhline(0, color="0.5", lw=0.6)
-    ax.set_ylabel("R² (out of fold, blocked CV)")
+    ax.set_ylabel("out-of-fold R² ± block-bootstrap SE")
     ax.set_title(title or "Predicting the target from temporal summaries", fontsize=10)
     ax.legend(title="model", fontsize=8, title_fontsize=8, loc="lower right")
     ax.grid(axis="y", lw=0.4, alpha=0.5)

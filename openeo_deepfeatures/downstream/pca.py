@@ -20,7 +20,7 @@ from .options import PROCESS
 __all__ = ["MAX_ROWS", "fit_index_pca", "project"]
 
 #: Pixel-dates the PCA is fitted on at most (a seeded random subset beyond that).
-MAX_ROWS = 200_000
+MAX_ROWS = 50_000
 
 
 def _rows(values: np.ndarray, pixels: np.ndarray | None) -> np.ndarray:

@@ -37,8 +37,8 @@ FILES = {
     "maps": "evaluation_maps.png",
 }
 _VERSIONS = ("openeo-deepfeatures", "scikit-learn", "numpy", "xarray", "onnxruntime")
-#: R2 differences below this are reported as a match.
-TIE = 0.01
+#: R2 differences within this many (paired, block-bootstrap) standard errors are a match.
+SIGNIFICANT = 2.0
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -62,7 +62,7 @@ def summary_note(result: Evaluation) -> str:
     """The features' best R2 next to each baseline's best, with the differences, in words.
 
     A difference is given with its block-bootstrap standard error (paired: the same
-    resamples for both); below ``TIE`` it is called a match.
+    resamples for both); within ``SIGNIFICANT`` standard errors it is called a match.
     """
     table = result.table
     best = _best(table)
@@ -81,8 +81,11 @@ def summary_note(result: Evaluation) -> str:
         o = best[name]
         diff = float(f.r2 - o.r2)
         spread = float(np.nanstd(mine - replicates.sel(input_set=name, model=o.model).values))
-        if abs(diff) < TIE:
-            verdict = f"the features match it ({diff:+.3f} ± {spread:.3f})"
+        if abs(diff) <= SIGNIFICANT * spread:
+            verdict = (
+                f"the features match it ({diff:+.3f} ± {spread:.3f}, within "
+                f"{SIGNIFICANT:g} standard errors)"
+            )
         elif diff > 0:
             verdict = f"the features are better by {diff:.3f} ± {spread:.3f}"
         else:
@@ -153,7 +156,10 @@ def write_evaluation(
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         staged["json"].write_text(json.dumps(_clean(payload), indent=1, allow_nan=False) + "\n")
-        plot_scores(result.table, staged["scores"])
+        target = result.target.attrs.get("long_name", "target")
+        folds, block = result.settings.get("n_splits"), result.settings.get("block")
+        title = f"{target}: out-of-fold R² ({folds}-fold CV, {block} x {block} px blocks)"
+        plot_scores(result.table, staged["scores"], title=title)
         plot_maps(result, staged["maps"])
         for role, path in paths.items():
             os.replace(staged[role], path)

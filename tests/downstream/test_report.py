@@ -27,7 +27,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @functools.lru_cache(maxsize=1)
 def _result() -> Evaluation:
-    return evaluate(**demo_2018(), models=("ridge",), statistics=("mean", "q50"), n_splits=3)
+    return evaluate(
+        **demo_2018(), models=("ridge",), statistics=("mean", "q50"), n_splits=3, threads=1
+    )
 
 
 def _synthetic(r2: dict[tuple[str, str], float]) -> Evaluation:
@@ -79,7 +81,8 @@ def test_note_says_who_wins_and_by_how_much():
     assert "indices (140), 1260 inputs: R² 0.870 (ridge): the features are worse by 0.050" in note
     assert "with 23x fewer inputs" in note
     assert "PCA-6 of indices, 54 inputs: R² 0.700 (rf): the features are better by 0.120" in note
-    assert "bands (6), 54 inputs: R² 0.815 (ridge): the features match it (+0.005" in note
+    assert "bands (6), 54 inputs: R² 0.815 (ridge): the features match it (+0.005 ± 0.01" in note
+    assert "within 2 standard errors)" in note
 
 
 def test_format_table():
@@ -117,7 +120,7 @@ def test_existing_files_are_kept_unless_overwrite(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "evaluation.csv").write_text("mine")
-    with pytest.raises(ProcessParameterInvalid, match="evaluation.csv exist"):
+    with pytest.raises(ProcessParameterInvalid, match=r"evaluation\.csv exist"):
         write_evaluation(_result(), out)
     assert [p.name for p in out.iterdir()] == ["evaluation.csv"]
     assert (out / "evaluation.csv").read_text() == "mine"
