@@ -238,7 +238,8 @@ def _distributed_client():
 
 
 def _regions(da: xr.DataArray) -> list[dict[str, slice]] | None:
-    """Row segments of up to ``REGION_CHUNKS`` spatial chunks (None: not dask, or small).
+    """Row segments of up to ``REGION_CHUNKS`` spatial chunks, per chunk of ``t`` (None: not
+    dask, or small).
 
     Computing one segment after another bounds memory by the segment, whatever the cube's
     size: dask's ordering of overlapping graphs (halos) may otherwise compute every input
@@ -246,23 +247,27 @@ def _regions(da: xr.DataArray) -> list[dict[str, slice]] | None:
     """
     if da.chunks is None or not {"y", "x"} <= set(da.dims):
         return None
+    dims = [d for d in ("t", "y", "x") if d in da.dims]
     edges = {}
-    for dim in ("y", "x"):
+    for dim in dims:
         cum = np.cumsum((0, *da.chunks[da.get_axis_num(dim)]))
         edges[dim] = [int(v) for v in cum]
-    ny, nx = len(edges["y"]) - 1, len(edges["x"]) - 1
-    if ny * nx <= REGION_CHUNKS:
+    n = {dim: len(edges[dim]) - 1 for dim in dims}
+    nt = n.get("t", 1)
+    if nt * n["y"] * n["x"] <= REGION_CHUNKS:
         return None
     out = []
-    for j in range(ny):
-        for i in range(0, nx, REGION_CHUNKS):
-            stop = min(i + REGION_CHUNKS, nx)
-            out.append(
-                {
+    for k in range(nt):
+        for j in range(n["y"]):
+            for i in range(0, n["x"], REGION_CHUNKS):
+                stop = min(i + REGION_CHUNKS, n["x"])
+                region = {
                     "y": slice(edges["y"][j], edges["y"][j + 1]),
                     "x": slice(edges["x"][i], edges["x"][stop]),
                 }
-            )
+                if "t" in edges:
+                    region = {"t": slice(edges["t"][k], edges["t"][k + 1]), **region}
+                out.append(region)
     return out
 
 
