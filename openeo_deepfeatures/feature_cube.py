@@ -13,7 +13,6 @@ import datetime as _dt
 import json
 import shutil
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import ProcessParameterInvalid
+from .versions import software_versions
 
 __all__ = ["FeatureCubeFiles", "embed", "feature_cube", "quicklook", "write_feature_cube"]
 
@@ -87,16 +87,6 @@ class FeatureCubeFiles:
     quicklook: Path | None
 
 
-def _versions() -> dict[str, str]:
-    found = {}
-    for name in _VERSIONS:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
 def provenance(features: xr.DataArray, source: str | None) -> dict[str, Any]:
     """Where a feature cube comes from: model, channels, software, input, time."""
     attrs = features.attrs
@@ -109,7 +99,7 @@ def provenance(features: xr.DataArray, source: str | None) -> dict[str, Any]:
         "channels": channels.split(",") if isinstance(channels, str) else channels,
         "features": [str(b) for b in features["bands"].values],
         "input": source,
-        "software": _versions(),
+        "software": software_versions(_VERSIONS),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

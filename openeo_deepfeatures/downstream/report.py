@@ -14,7 +14,6 @@ import math
 import os
 import shutil
 import uuid
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ProcessParameterInvalid
+from ..versions import software_versions
 from .options import PROCESS, input_set_label
 
 if TYPE_CHECKING:
@@ -99,16 +99,6 @@ def summary_note(result: Evaluation) -> str:
     return " ".join(lines)
 
 
-def _versions() -> dict[str, str]:
-    found = {}
-    for name in _VERSIONS:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
 def _clean(value: Any) -> Any:
     """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
     if isinstance(value, dict):
@@ -152,7 +142,7 @@ def write_evaluation(
             "note": summary_note(result),
             "fold_scores": result.fold_scores.to_dict(orient="records"),
             "settings": result.settings,
-            "software": _versions(),
+            "software": software_versions(_VERSIONS),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         staged["json"].write_text(json.dumps(_clean(payload), indent=1, allow_nan=False) + "\n")
