@@ -66,6 +66,11 @@ def feature_cube(
     ``SCL`` band or integer values). Only the spectral indices the model needs are computed,
     tile by tile inside the embedding (:func:`~openeo_deepfeatures.encoder.inference.embed_reflectance`),
     so memory is bounded by the tile size.
+
+    The result has a coordinate ``valid_fraction`` on ``t``: the share of pixels with data
+    (not masked, in any band) per date. The features are defined everywhere, clouds
+    included (see :func:`embed`), so this is what tells a clear date from a cloudy one; the
+    quicklook shows the clearest date.
     """
     from .encoder.inference import _as_encoder, embed_reflectance
     from .sentinel2 import canonical_cube, preprocess_s2
@@ -75,7 +80,9 @@ def feature_cube(
     if preprocess if preprocess is not None else _needs_preprocessing(cube):
         cube = preprocess_s2(cube)
     # the indices are computed inside each tile: the index cube never exists whole
-    return embed_reflectance(cube, model, providers=providers, **options)
+    features = embed_reflectance(cube, model, providers=providers, **options)
+    valid = cube.notnull().any("bands").mean(("y", "x"), dtype=np.float32)
+    return features.assign_coords(valid_fraction=("t", valid.data))
 
 
 @dataclass(frozen=True)
@@ -203,7 +210,11 @@ def quicklook(
     bands: tuple[str, str, str] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """PNG: three features as RGB at ``date`` (default: the clearest date) and their time series."""
+    """PNG: three features as RGB at ``date`` and their time series.
+
+    ``date`` (nearest is taken) defaults to the clearest date: the largest ``valid_fraction``
+    (see :func:`feature_cube`), else the first date.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -214,8 +225,8 @@ def quicklook(
     labels = [str(b) for b in features["bands"].values]
     rgb_bands = list(bands or labels[:3])
     if date is None:
-        valid = features.isel(bands=0).notnull().sum(("y", "x")).values
-        index = int(np.argmax(valid))
+        valid = features.coords.get("valid_fraction")
+        index = 0 if valid is None else int(np.nanargmax(np.asarray(valid.values, float)))
     else:
         index = int(
             pd.DatetimeIndex(features["t"].values).get_indexer(

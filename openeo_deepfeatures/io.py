@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import ProcessParameterInvalid
+from .memory import heap_for_large_arrays, release_memory
 
 __all__ = ["atomic_path", "clean_attrs", "open_cube", "write_zarr"]
 
@@ -170,6 +171,12 @@ def write_zarr(
     if store_chunks is None and da.chunks is not None:
         da = da.chunk({d: max(c) for d, c in zip(da.dims, da.chunks, strict=True)})
     ds = da.to_dataset()
+    lazy = [n for n, c in ds.coords.items() if n not in ds.dims and c.chunks is not None]
+    if lazy:  # coordinates (e.g. one value per date): computed now, region writes skip them
+        import dask
+
+        values = dask.compute(*(ds[n].variable for n in lazy))
+        ds = ds.assign_coords(dict(zip(lazy, values, strict=True)))
     for var in ds.variables.values():
         var.encoding.pop("chunks", None)
         var.encoding.pop("preferred_chunks", None)
@@ -189,6 +196,7 @@ def write_zarr(
             if regions is None:
                 delayed.compute()
             else:
+                heap_for_large_arrays()
                 for region in regions:
                     part = ds[[name]].isel(region)
                     part = part.drop_vars([c for c in part.coords if c not in region])
@@ -199,6 +207,7 @@ def write_zarr(
                         consolidated=False,
                         safe_chunks=store_chunks is None,
                     )
+                    release_memory()
     return Path(path)
 
 

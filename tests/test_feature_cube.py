@@ -75,6 +75,35 @@ def test_written_files(tmp_path, features):
     assert files.quicklook.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_valid_fraction_per_date_and_the_clearest_date_in_the_quicklook(
+    tmp_path, dn, features, monkeypatch
+):
+    """Features are never NaN, so ``valid_fraction`` (from the masked reflectance) tells clear
+    from cloudy dates; it is stored in the zarr and picks the quicklook's date."""
+    import openeo_deepfeatures.feature_cube as fc
+
+    reflectance = odf.preprocess_s2(dn).values
+    expected = np.isfinite(reflectance).any(axis=1).mean(axis=(1, 2))
+    assert expected.min() < 0.5 < expected.max()  # cloudy and clear dates in the subset
+    np.testing.assert_allclose(features["valid_fraction"].values, expected, rtol=1e-6)
+    lazy = feature_cube(dn.chunk({"t": 8, "y": 20, "x": 20}), tile=20)
+    assert lazy["valid_fraction"].chunks is not None
+    monkeypatch.setattr(odf.io, "REGION_CHUNKS", 1)  # streamed region by region
+    files = write_feature_cube(lazy, tmp_path / "f.zarr", quicklook_png=False, stac=False)
+    back = xr.open_zarr(files.zarr, consolidated=False)
+    np.testing.assert_allclose(back["valid_fraction"].values, expected, rtol=1e-6)
+
+    shown = []
+    real_stretch = fc._stretch
+    monkeypatch.setattr(fc, "_stretch", lambda v: shown.append(v) or real_stretch(v))
+    fc.quicklook(back["features"], tmp_path / "q.png")
+    clearest = int(np.argmax(expected))
+    assert clearest != 0
+    np.testing.assert_array_equal(
+        shown[0], back["features"].isel(t=clearest).sel(bands="F01").values
+    )
+
+
 def test_existing_output_refused_and_nothing_half_written(tmp_path, features, monkeypatch):
     import openeo_deepfeatures.feature_cube as fc
 

@@ -119,10 +119,11 @@ class ModelDownloadFailed(UdfError, RuntimeError):
 # --------------------------------------------------------------------------- numeric kernel
 
 
-def normalise(x, offset, scale, clip: float, *, axis: int = 1):
+def normalise(x, offset, scale, clip: float, *, axis: int = 1, copy: bool = True):
     """``(x_n, valid)``, float32: ``x_n = clip((x - offset) / scale, -clip, clip)`` per channel
     on ``axis``, 0 where ``x`` is NaN/inf; ``valid`` (size 1 on ``axis``) is 1 where at least
-    one channel is finite."""
+    one channel is finite. ``copy=False``: a float32 ``x`` is normalised in place (and
+    returned as ``x_n``), which saves a copy of a 100+ channel tile."""
     x = np.asarray(x)
     axis = axis % x.ndim
     if x.shape[axis] != len(offset) or len(offset) != len(scale):
@@ -136,13 +137,17 @@ def normalise(x, offset, scale, clip: float, *, axis: int = 1):
     scale = np.asarray(scale, dtype=np.float32).reshape(shape)
     x = x.astype(np.float32, copy=False)
     finite = np.isfinite(x)
-    # in place on one float32 copy: tiles hold 100+ channels, temporaries would multiply them
+    # in place on one float32 array: tiles hold 100+ channels, temporaries would multiply them
     with np.errstate(invalid="ignore", over="ignore"):
-        x_n = np.subtract(x, offset, dtype=np.float32)
+        if copy or not x.flags.writeable:
+            x_n = np.subtract(x, offset, dtype=np.float32)
+        else:
+            x_n = np.subtract(x, offset, out=x)
         np.divide(x_n, scale, out=x_n)
         np.clip(x_n, -clip, clip, out=x_n)
-    np.copyto(x_n, np.float32(0), where=~finite)
-    return x_n, finite.any(axis=axis, keepdims=True).astype(np.float32)
+    valid = finite.any(axis=axis, keepdims=True).astype(np.float32)
+    np.copyto(x_n, np.float32(0), where=np.logical_not(finite, out=finite))
+    return x_n, valid
 
 
 def time_inputs(dates):
@@ -160,11 +165,12 @@ def time_inputs(dates):
     return day.astype(np.float32), doy.astype(np.float32)
 
 
-def dense_features(session, x, days, normalisation, outputs=("features",)):
+def dense_features(session, x, days, normalisation, outputs=("features",), *, copy=True):
     """One dense-model pass: ``x`` ``(T, C, H, W)`` raw channels in model order, ``days`` ``(T,)``
-    days since 1970, ``normalisation`` ``{"offset", "scale", "clip"}`` -> ``(T, k, H, W)``."""
+    days since 1970, ``normalisation`` ``{"offset", "scale", "clip"}`` -> ``(T, k, H, W)``.
+    ``copy=False`` normalises a float32 ``x`` in place (it is overwritten)."""
     n = normalisation
-    x_n, valid = normalise(x, n["offset"], n["scale"], n["clip"], axis=1)
+    x_n, valid = normalise(x, n["offset"], n["scale"], n["clip"], axis=1, copy=copy)
     day, doy = time_inputs(np.asarray(days, dtype=np.float64)[None, :])
     feeds = {"x": x_n[None], "valid": valid[None], "day": day, "doy": doy}
     return np.asarray(session.run(list(outputs), feeds)[0][0], dtype=np.float32)

@@ -208,14 +208,15 @@ def clear_session_cache() -> None:
 
 
 def dense_features(
-    contract: EncoderContract, session, x: np.ndarray, days: np.ndarray
+    contract: EncoderContract, session, x: np.ndarray, days: np.ndarray, *, copy: bool = True
 ) -> np.ndarray:
     """One dense-model pass: ``x`` ``(T, C, H, W)`` raw channels in contract order, ``days``
     ``(T,)`` days since 1970 -> features ``(T, k, H, W)`` float32 for every pixel-date.
+    ``copy=False``: a float32 ``x`` is normalised in place (overwritten).
 
     The kernel is ``dense_features`` of ``udf/feature_embedding.py``."""
     return udf_kernel.dense_features(
-        session, x, days, contract.normalisation.to_dict(), contract.outputs
+        session, x, days, contract.normalisation.to_dict(), contract.outputs, copy=copy
     )
 
 
@@ -274,7 +275,15 @@ class _Kernel:
         return evaluate_program(self.program, x, 1, threads=1)
 
     def dense(self, x: np.ndarray, days: np.ndarray) -> np.ndarray:
-        return dense_features(self.contract, self.session(), self.channels(x), days[:, 0, 0, 0])
+        # indices computed here are this task's own array: normalise them in place; a block
+        # of an SI cube may be a view of the caller's data: normalise a copy
+        return dense_features(
+            self.contract,
+            self.session(),
+            self.channels(x),
+            days[:, 0, 0, 0],
+            copy=self.program is None,
+        )
 
     def patch(self, x: np.ndarray, days: np.ndarray) -> np.ndarray:
         return patch_features(

@@ -13,6 +13,7 @@ import onnx
 import pystac
 import pytest
 from onnx import TensorProto, helper
+from openeo_deepfeatures.udf import feature_embedding as udf_kernel
 from pystac.extensions.file import FileExtension
 from pystac.extensions.mlm import AssetGeneralMLMExtension, MLMExtension
 
@@ -142,6 +143,30 @@ def test_normalise_against_a_numpy_reference():
     np.testing.assert_array_equal(x_last, np.moveaxis(x_n, 1, -1))
     with pytest.raises(ProcessParameterInvalid, match="3 channels on axis 0"):
         contract.normalise(np.zeros((3, 4)), axis=0)
+
+
+def test_normalise_in_place_equals_a_copy():
+    """``copy=False`` (tiles of computed indices) overwrites a float32 input and returns it."""
+    contract = make_contract()
+    n = contract.normalisation
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.5, 2.0, size=(3, 2, 4, 4)).astype(np.float32)
+    x[0, :, 0, 0] = np.nan
+    x[1, 1, 2, 2] = -np.inf
+    expected, expected_valid = contract.normalise(x, axis=1)
+    original = x.copy()
+    same, valid = udf_kernel.normalise(x, n.offset, n.scale, n.clip, axis=1, copy=False)
+    assert same is x
+    np.testing.assert_array_equal(same, expected)
+    np.testing.assert_array_equal(valid, expected_valid)
+    # copy=True (the default) leaves the input alone; a read-only input is never overwritten
+    udf_kernel.normalise(original, n.offset, n.scale, n.clip, axis=1)
+    frozen = original.copy()
+    frozen.flags.writeable = False
+    out, _ = udf_kernel.normalise(frozen, n.offset, n.scale, n.clip, axis=1, copy=False)
+    assert out is not frozen
+    np.testing.assert_array_equal(out, expected)
+    assert np.array_equal(original, frozen, equal_nan=True)
 
 
 def test_robust_range_from_quantiles():

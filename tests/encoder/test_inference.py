@@ -119,9 +119,9 @@ def test_dense_tiles_equal_whole_cube(dense, cube, tile, monkeypatch):
     assert (c.spatial_radius, c.temporal_radius) == (8, 7)
     calls = []
 
-    def counting(contract, session, x, days):
+    def counting(contract, session, x, days, **options):
         calls.append(x.shape)
-        return dense_features(contract, session, x, days)
+        return dense_features(contract, session, x, days, **options)
 
     monkeypatch.setattr(inf, "dense_features", counting)
     out = embed(cube.chunk({"t": 5, "y": 30, "x": 7}), dense, tile=tile)
@@ -182,6 +182,15 @@ def test_numpy_in_computed_out_any_layout(dense, cube):
     assert isinstance(out.data, np.ndarray)
     assert out.dims == ("t", "bands", "y", "x")
     assert float(np.abs(out.values - ref).max()) <= TOL
+
+
+def test_input_arrays_are_not_modified(dense, cube):
+    """Tiles are normalised in place only when they are the task's own (computed indices): a
+    float32 numpy SI cube passed in comes back unchanged."""
+    si = cube.astype(np.float32)
+    before = si.values.copy()
+    embed(si, dense, tile=16)
+    np.testing.assert_array_equal(si.values, before)
 
 
 def test_coords_crs_and_attrs(dense, cube):
@@ -402,7 +411,9 @@ def test_session_falls_back_with_a_log_line(dense, monkeypatch, caplog):
 def test_dask_graph_is_lazy(dense, cube, monkeypatch):
     """Building the graph runs no tile; computing runs each tile once."""
     calls = []
-    monkeypatch.setattr(inf, "dense_features", lambda *a: calls.append(1) or dense_features(*a))
+    monkeypatch.setattr(
+        inf, "dense_features", lambda *a, **o: calls.append(1) or dense_features(*a, **o)
+    )
     out = embed(cube.chunk({"t": 45}), dense, tile={"t": 30, "y": 15, "x": 14})
     assert not calls
     with dask.config.set(scheduler="synchronous"):
