@@ -44,6 +44,7 @@ __all__ = [
     "add_parser",
     "load_plugins",
     "main",
+    "process_schema",
     "processes_listing",
     "register",
     "udf_runtimes",
@@ -68,94 +69,24 @@ class PluginWarning(UserWarning):
 
 # --------------------------------------------------------------------------- spec schema
 
-_STRING = {"type": "string"}
-_BOOLEAN = {"type": "boolean"}
-_ID = {"type": "string", "pattern": r"^\w+$"}
-_JSON_SCHEMA = {
-    "oneOf": [
-        {"type": "object"},
-        {"type": "array", "minItems": 1, "items": {"type": "object"}},
-    ]
-}
-_LINK = {
-    "type": "object",
-    "required": ["rel", "href"],
-    "properties": {"rel": _STRING, "href": _STRING, "type": _STRING, "title": _STRING},
-}
-_NODE = {
-    "type": "object",
-    "required": ["process_id", "arguments"],
-    "properties": {
-        "process_id": _ID,
-        "namespace": {"type": ["string", "null"]},
-        "result": _BOOLEAN,
-        "description": {"type": ["string", "null"]},
-        "arguments": {"type": "object"},
-    },
-}
-#: JSON Schema (draft 7) of an openEO process description as listed by ``GET /processes``
-#: (openEO API 1.2: ``process`` with ``id``, ``description``, ``parameters`` and ``returns``
-#: required). :func:`validate_spec` adds the checks a schema cannot express.
-PROCESS_SCHEMA: Mapping[str, Any] = {
-    "$schema": "http://json-schema.org/draft-07/schema#",
-    "type": "object",
-    "required": ["id", "description", "parameters", "returns"],
-    "properties": {
-        "id": _ID,
-        "summary": _STRING,
-        "description": _STRING,
-        "categories": {"type": "array", "items": _STRING},
-        "parameters": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "description", "schema"],
-                "properties": {
-                    "name": _ID,
-                    "description": _STRING,
-                    "optional": _BOOLEAN,
-                    "deprecated": _BOOLEAN,
-                    "experimental": _BOOLEAN,
-                    "default": {},
-                    "schema": _JSON_SCHEMA,
-                },
-            },
-        },
-        "returns": {
-            "type": "object",
-            "required": ["schema"],
-            "properties": {"description": _STRING, "schema": _JSON_SCHEMA},
-        },
-        "deprecated": _BOOLEAN,
-        "experimental": _BOOLEAN,
-        "exceptions": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "required": ["message"],
-                "properties": {
-                    "description": _STRING,
-                    "message": _STRING,
-                    "http": {"type": "integer"},
-                },
-            },
-        },
-        "examples": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["arguments"],
-                "properties": {
-                    "title": _STRING,
-                    "description": _STRING,
-                    "arguments": {"type": "object"},
-                },
-            },
-        },
-        "links": {"type": "array", "items": _LINK},
-        "process_graph": {"type": "object", "additionalProperties": _NODE},
-    },
-}
+
+def process_schema(definition: str = "predefined_process") -> dict[str, Any]:
+    """The project's JSON Schema (draft 7) of openEO process descriptions (openEO API 1.2,
+    ``openeo_deepfeatures/processes/process.schema.json``), rooted at ``definition``:
+    ``predefined_process`` (what ``GET /processes`` lists), ``user_defined_process`` or
+    ``process_graph_with_metadata``. The Web Editor check (``webeditor/validate.mjs``) uses the
+    same file."""
+    text = resources.files("openeo_deepfeatures.processes").joinpath("process.schema.json")
+    document = json.loads(text.read_text(encoding="utf-8"))
+    if definition not in document["definitions"]:
+        raise KeyError(f"no definition {definition!r} in the process schema")
+    return {**document, "$ref": f"#/definitions/{definition}"}
+
+
+#: JSON Schema of an openEO process description as listed by ``GET /processes`` (``id``,
+#: ``description``, ``parameters`` and ``returns`` required); :func:`validate_spec` adds the
+#: checks a schema cannot express.
+PROCESS_SCHEMA: Mapping[str, Any] = process_schema()
 
 
 def _invalid(process_id: str, reason: str) -> ProcessParameterInvalid:

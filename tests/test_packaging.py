@@ -20,3 +20,33 @@ def test_every_subpackage_is_listed():
     assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
     for package, folder in config["package-dir"].items():
         assert package in listed and (ROOT / folder / "__init__.py").is_file()
+
+
+def test_every_data_file_is_listed():
+    """Files that are not Python (specs, schemas, models, demo data) need a package-data
+    pattern, or a non-editable install (``pip install .``) lacks them."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {p: ROOT / p.replace(".", "/") for p in config["packages"]}
+    folders.update({p: ROOT / f for p, f in config["package-dir"].items()})
+    package_folders = {f.resolve() for f in folders.values()}
+    unlisted = []
+    for package, folder in folders.items():
+        patterns = config["package-data"].get(package, [])
+        for path in folder.rglob("*"):
+            sub = path.relative_to(folder)
+            if path.is_dir() or path.suffix in (".py", ".pyc") or "__pycache__" in sub.parts:
+                continue
+            if path.parent.resolve() != folder.resolve() and any(
+                parent.resolve() in package_folders
+                for parent in path.parents
+                if parent.is_relative_to(folder) and parent != folder
+            ):
+                continue  # in a subpackage: its own patterns apply
+            if not any(_matches(sub, pattern) for pattern in patterns):
+                unlisted.append(str(path.relative_to(ROOT)))
+    assert unlisted == [], f"add to [tool.setuptools.package-data]: {unlisted}"
+
+
+def _matches(path: Path, pattern: str) -> bool:
+    """setuptools' package-data glob: ``*`` does not cross folders."""
+    return len(Path(pattern).parts) == len(path.parts) and path.match(pattern)

@@ -259,8 +259,12 @@ BROKEN_SPECS = {
     "bad parameter name": (_broken(parameters__1__name="in-dices"), "at parameters/1/name"),
     "parameter without schema": (_broken(parameters__1__schema=...), "'schema' is a required"),
     "schema not a schema": (_broken(parameters__0__schema="datacube"), "parameters/0/schema"),
-    "invalid JSON schema": (
+    "unknown data type": (
         _broken(parameters__2__schema={"type": "no-such-type"}),
+        "at parameters/2/schema/type",
+    ),
+    "invalid JSON schema": (
+        _broken(parameters__2__schema={"type": "string", "minLength": "one"}),
         "invalid schema for its parameter 'constants'",
     ),
     "default against schema": (

@@ -9,7 +9,6 @@ control), and on hand-made broken UDPs and graphs that it must reject, each by n
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -20,6 +19,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+
+from openeo_deepfeatures.plugin import process_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 WEBEDITOR = ROOT / "webeditor"
@@ -512,15 +513,24 @@ def test_usage_errors(validate, tmp_path):
 
 
 def _schema_validator(definition: str) -> jsonschema.Draft7Validator:
-    document = json.loads((WEBEDITOR / "schema" / "openeo-process.json").read_text("utf-8"))
-    jsonschema.Draft7Validator.check_schema(document)
-    return jsonschema.Draft7Validator({**document, "$ref": f"#/definitions/{definition}"})
+    schema = process_schema(definition)
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def test_validator_reads_the_plugins_process_schema():
+    """One schema for the plugin, the spec tests and the Web Editor check."""
+    source = (WEBEDITOR / "validate.mjs").read_text("utf-8")
+    assert "'openeo_deepfeatures', 'processes', 'process.schema.json'" in source
+    assert not (WEBEDITOR / "schema").exists()
 
 
 def test_process_schema_agrees_with_an_independent_validator(shared_dir):
-    """Python's jsonschema, on the vendored schema, judges as validate.mjs (ajv) does."""
+    """Python's jsonschema, on the project's schema, judges as validate.mjs (ajv) does."""
     predefined = _schema_validator("predefined_process")
-    specs = sorted((shared_dir / "openeo-processes").glob("*.json")) + SPEC_FILES
+    official = shared_dir / "openeo-processes"
+    specs = sorted([*official.glob("*.json"), *official.glob("proposals/*.json")]) + SPEC_FILES
+    assert len(specs) > 150
     for path in specs:
         errors = [e.message for e in predefined.iter_errors(json.loads(path.read_text("utf-8")))]
         assert errors == [], path.name
@@ -533,8 +543,7 @@ def test_process_schema_agrees_with_an_independent_validator(shared_dir):
     assert list(udp.iter_errors({"id": "no_graph", "parameters": []})), "needs process_graph"
 
 
-def test_process_schema_selects_data_type_rules_by_subtype():
-    """The OpenAPI ``oneOf`` of data types is rewritten to if/then on ``subtype``."""
+def test_process_schema_checks_data_types_and_graphs():
     udp = _schema_validator("user_defined_process")
 
     def with_schema(schema: Any) -> dict:
@@ -543,6 +552,9 @@ def test_process_schema_selects_data_type_rules_by_subtype():
         return document
 
     assert list(udp.iter_errors(with_schema({"type": "number"}))) == []
+    assert list(udp.iter_errors(with_schema([{"type": "number"}, {"type": "null"}]))) == []
+    assert list(udp.iter_errors(with_schema([])))  # no alternative at all
+    assert list(udp.iter_errors(with_schema({"type": ["number", "number"]})))
     cube = {"type": "object", "subtype": "datacube", "dimensions": [{"type": "spatial"}]}
     assert list(udp.iter_errors(with_schema(cube))) == []
     cube["dimensions"][0]["axis"] = ["w"]
@@ -552,53 +564,18 @@ def test_process_schema_selects_data_type_rules_by_subtype():
     callback["parameters"][0] |= {"description": "A value.", "schema": {"type": "number"}}
     assert list(udp.iter_errors(with_schema(callback))) == []
 
+    def with_argument(value: Any) -> dict:
+        document = good_udp()
+        node = next(iter(document["process_graph"].values()))
+        node["arguments"]["extra"] = value
+        return document
 
-def test_make_process_schema_converts_openapi():
-    spec = importlib.util.spec_from_file_location(
-        "make_schema", WEBEDITOR / "make_process_schema.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    ref = "#/components/schemas/"
-    generic = {"title": "Generic"}
-    openapi = {
-        "info": {"version": "9.9.9"},
-        "components": {
-            "schemas": {
-                "process": {
-                    "type": "object",
-                    "x-internal": True,
-                    "example": {"id": "x"},
-                    "properties": {
-                        "example": {"$ref": ref + "process_json_schema"},
-                        "id": {"type": "string", "nullable": True},
-                    },
-                },
-                "process_graph_with_metadata": {"allOf": [{"$ref": ref + "process"}]},
-                "user_defined_process_meta": {"allOf": [{"$ref": ref + "process"}]},
-                "process_json_schema": {
-                    "type": "object",
-                    "oneOf": [
-                        generic,
-                        {"$ref": ref + "process_graph_json_schema"},
-                        {"$ref": ref + "datacube_json_schema"},
-                    ],
-                },
-                "process_graph_json_schema": {"required": ["parameters"]},
-                "datacube_json_schema": {"required": ["dimensions"]},
-                "unused": {"type": "string"},
-            }
-        },
-    }
-    schema = module.convert(openapi, source="test")
-    definitions = schema["definitions"]
-    assert "unused" not in definitions and "9.9.9" in schema["$id"]
-    process = definitions["process"]
-    assert "example" not in process and "x-internal" not in process
-    assert process["properties"]["example"] == {"$ref": "#/definitions/process_json_schema"}
-    assert process["properties"]["id"] == {"type": ["string", "null"]}
-    validator = jsonschema.Draft7Validator({**schema, "$ref": "#/definitions/process_json_schema"})
-    assert validator.is_valid({"type": "number"})
-    assert validator.is_valid({"subtype": "datacube", "dimensions": []})
-    assert not validator.is_valid({"subtype": "datacube"})
-    assert not validator.is_valid({"subtype": "process-graph"})
+    for good in (None, 1.5, "x", [1, {"from_parameter": "data"}], {"a": {"from_node": "n"}}):
+        assert list(udp.iter_errors(with_argument(good))) == [], good
+    for bad in (
+        {"from_node": 5},
+        {"from_parameter": "data", "extra": 1},
+        {"process_graph": {}},
+        {"process_graph": {"n": {"arguments": {}}}},  # a node without process_id
+    ):
+        assert list(udp.iter_errors(with_argument(bad))), bad

@@ -10,8 +10,8 @@
  *   example  example process graphs             (process_graphs/examples/*.json)
  *   process  the predefined openEO processes    (only with --check-processes)
  *
- * Each file is checked against the openEO API schema for process descriptions
- * (schema/openeo-process.json, see make_process_schema.py); every parameter and return
+ * Each file is checked against the project's schema of openEO API 1.2 process descriptions
+ * (openeo_deepfeatures/processes/process.schema.json, the one the Python plugin uses too); every parameter and return
  * schema must be a valid JSON Schema with known subtypes (meta/subtype-schemas.json). Every
  * file with a process graph (UDPs, examples, some predefined processes) is then parsed and
  * validated by js-processgraphs against a ProcessRegistry that holds, like the Web Editor's:
@@ -180,7 +180,7 @@ class SchemaChecks {
 	constructor(subtypesFile) {
 		this.ajv = new Ajv({ allErrors: true, jsonPointers: true, schemaId: 'auto', format: 'full' });
 		this.ajv.addFormat('commonmark', () => true);
-		const schema = loadJson(path.join(HERE, 'schema', 'openeo-process.json'));
+		const schema = loadJson(path.join(ROOT, 'openeo_deepfeatures', 'processes', 'process.schema.json'));
 		this.ajv.addSchema(schema, 'openeo-process');
 		this.validators = {
 			process: this.ajv.getSchema('openeo-process#/definitions/predefined_process'),

@@ -13,78 +13,12 @@ import xarray as xr
 
 import openeo_deepfeatures as odf
 from openeo_deepfeatures.errors import ProcessUnsupported
+from openeo_deepfeatures.plugin import PROCESS_SCHEMA
 from openeo_deepfeatures.processes import PROCESS_IDS, get_implementation, get_spec, list_specs
 
 from ..conftest import make_cube
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "openeo-processes"
-
-# The process description format of the openEO API (GET /processes, `process` schema),
-# written out as JSON Schema: what a backend must serve and a client may rely on.
-PROCESS_SCHEMA = {
-    "type": "object",
-    "required": ["id", "description", "parameters", "returns"],
-    "properties": {
-        "id": {"type": "string", "pattern": r"^\w+$"},
-        "summary": {"type": "string"},
-        "description": {"type": "string"},
-        "categories": {"type": "array", "items": {"type": "string"}},
-        "experimental": {"type": "boolean"},
-        "deprecated": {"type": "boolean"},
-        "parameters": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "description", "schema"],
-                "properties": {
-                    "name": {"type": "string", "pattern": r"^\w+$"},
-                    "description": {"type": "string"},
-                    "optional": {"type": "boolean"},
-                    "deprecated": {"type": "boolean"},
-                    "experimental": {"type": "boolean"},
-                    "schema": {
-                        "anyOf": [
-                            {"type": "object"},
-                            {"type": "array", "items": {"type": "object"}},
-                        ]
-                    },
-                },
-                "additionalProperties": {},
-            },
-        },
-        "returns": {
-            "type": "object",
-            "required": ["schema"],
-            "properties": {
-                "description": {"type": "string"},
-                "schema": {
-                    "anyOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]
-                },
-            },
-        },
-        "exceptions": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "required": ["message"],
-                "properties": {
-                    "message": {"type": "string"},
-                    "description": {"type": "string"},
-                    "http": {"type": "integer"},
-                },
-            },
-        },
-        "examples": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["arguments"],
-                "properties": {"arguments": {"type": "object"}},
-            },
-        },
-        "links": {"type": "array", "items": {"type": "object", "required": ["href", "rel"]}},
-    },
-}
 
 
 def schemas_of(value):
@@ -102,7 +36,7 @@ def schemas_of(value):
 @pytest.mark.parametrize("process_id", PROCESS_IDS)
 def test_spec_is_a_valid_process_description(process_id):
     spec = get_spec(process_id)
-    jsonschema.validate(spec, PROCESS_SCHEMA)
+    jsonschema.validate(spec, PROCESS_SCHEMA)  # the project's one schema
     assert spec["id"] == process_id
     for schema in schemas_of(
         [p["schema"] for p in spec["parameters"]] + [spec["returns"]["schema"]]
