@@ -26,6 +26,9 @@ from .versions import software_versions
 __all__ = ["FeatureCubeFiles", "embed", "feature_cube", "quicklook", "write_feature_cube"]
 
 PROVENANCE_ATTR = "deepfeatures_provenance"
+#: Coordinate on ``t`` of a feature cube: the share of pixels with data per date.
+VALID_FRACTION = "valid_fraction"
+VALID_FRACTION_DESCRIPTION = "share of pixels with data (not masked, in any band) per date, 0..1"
 _VERSIONS = ("openeo-deepfeatures", "onnxruntime", "numpy", "xarray", "dask", "zarr")
 
 
@@ -82,7 +85,8 @@ def feature_cube(
     # the indices are computed inside each tile: the index cube never exists whole
     features = embed_reflectance(cube, model, providers=providers, **options)
     valid = cube.notnull().any("bands").mean(("y", "x"), dtype=np.float32)
-    return features.assign_coords(valid_fraction=("t", valid.data))
+    valid.attrs["long_name"] = VALID_FRACTION_DESCRIPTION
+    return features.assign_coords({VALID_FRACTION: valid})
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,9 @@ def _item(features: xr.DataArray, path: Path):
         variable="features",
         description="DeepFeatures latent features per pixel and date",
         properties={f"deepfeatures:{k}": v for k, v in prov.items() if v is not None},
+        per_date={VALID_FRACTION: VALID_FRACTION_DESCRIPTION}
+        if VALID_FRACTION in features.coords
+        else None,
     )
 
 
@@ -225,7 +232,7 @@ def quicklook(
     labels = [str(b) for b in features["bands"].values]
     rgb_bands = list(bands or labels[:3])
     if date is None:
-        valid = features.coords.get("valid_fraction")
+        valid = features.coords.get(VALID_FRACTION)
         index = 0 if valid is None else int(np.nanargmax(np.asarray(valid.values, float)))
     else:
         index = int(

@@ -151,6 +151,10 @@ def write_zarr(
     """Write a cube to a zarr (v3) store atomically, CRS kept as a CF grid mapping.
 
     ``chunks``: output chunk sizes by dimension (default: the dask chunks, ``bands`` at most 32).
+
+    Without a dask.distributed client, a cube of many chunks is computed and written a few
+    chunks at a time (:data:`REGION_CHUNKS`), and memory freed by each is handed back to the
+    OS (:mod:`openeo_deepfeatures.memory`; this sets glibc's mmap threshold for the process).
     """
     import rioxarray  # noqa: F401
 

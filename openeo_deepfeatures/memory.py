@@ -5,8 +5,8 @@ allocator serves arrays below its *dynamic* mmap threshold (which grows up to 32
 first large free) from per-thread heap arenas, and keeps what is freed there: the process's
 resident memory then grows with the number of tiles although each is freed, the effect
 dask.distributed's documentation calls "memory not released back to the OS". Measured with
-``benchmarks/bench_feature_cube.py``: 10x the demo's area peaked at 1.3-1.6x the demo's peak
-without these settings, 1.1-1.2x with them.
+``benchmarks/bench_feature_cube.py`` (20 px tiles): 10x the demo's area peaked at 1.27-1.36x
+the demo's peak without these settings, 1.17-1.23x with them (three runs each).
 
 Both functions are no-ops where the C library is not glibc (macOS, Windows, musl).
 """

@@ -147,8 +147,12 @@ def cube_item(
     variable: str,
     description: str,
     properties: Mapping[str, Any] | None = None,
+    per_date: Mapping[str, str] | None = None,
 ) -> pystac.Item:
-    """A STAC Item for a ``(t, bands, y, x)`` cube: datacube and projection extensions."""
+    """A STAC Item for a ``(t, bands, y, x)`` cube: datacube and projection extensions.
+
+    ``per_date``: auxiliary variables on ``t`` stored beside the cube (name -> description).
+    """
     from pystac.extensions.datacube import (
         DatacubeExtension,
         Dimension,
@@ -206,7 +210,13 @@ def cube_item(
                 "type": VariableType.DATA,
                 "description": description,
             }
-        )
+        ),
+        **{
+            name: Variable.from_dict(
+                {"dimensions": ["t"], "type": VariableType.AUXILIARY, "description": text}
+            )
+            for name, text in (per_date or {}).items()
+        },
     }
     return item
 

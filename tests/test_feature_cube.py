@@ -72,6 +72,8 @@ def test_written_files(tmp_path, features):
     assert item.properties["cube:dimensions"]["bands"]["values"] == list(features["bands"].values)
     assert item.properties["proj:code"] == "EPSG:3035" or item.properties.get("proj:epsg") == 3035
     assert item.assets["data"].href == "./f.zarr"
+    aux = item.properties["cube:variables"]["valid_fraction"]
+    assert aux["type"] == "auxiliary" and aux["dimensions"] == ["t"]
     assert files.quicklook.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
