@@ -29,6 +29,8 @@ PROVENANCE_ATTR = "deepfeatures_provenance"
 #: Coordinate on ``t`` of a feature cube: the share of pixels with data per date.
 VALID_FRACTION = "valid_fraction"
 VALID_FRACTION_DESCRIPTION = "share of pixels with data (not masked, in any band) per date, 0..1"
+#: The quicklook's time series shows dates with at least this ``valid_fraction``.
+QUICKLOOK_MIN_VALID = 0.5
 _VERSIONS = ("openeo-deepfeatures", "onnxruntime", "numpy", "xarray", "dask", "zarr")
 
 
@@ -220,7 +222,9 @@ def quicklook(
     """PNG: three features as RGB at ``date`` and their time series.
 
     ``date`` (nearest is taken) defaults to the clearest date: the largest ``valid_fraction``
-    (see :func:`feature_cube`), else the first date.
+    (see :func:`feature_cube`), else the first date. With ``valid_fraction``, the time series
+    shows the dates with at least :data:`QUICKLOOK_MIN_VALID` of their pixels valid (features
+    of cloudy dates are the encoder's gap filling, not observations).
     """
     import matplotlib
 
@@ -231,9 +235,10 @@ def quicklook(
 
     labels = [str(b) for b in features["bands"].values]
     rgb_bands = list(bands or labels[:3])
+    valid = features.coords.get(VALID_FRACTION)
+    valid = None if valid is None else np.asarray(valid.values, dtype=float)
     if date is None:
-        valid = features.coords.get(VALID_FRACTION)
-        index = 0 if valid is None else int(np.nanargmax(np.asarray(valid.values, float)))
+        index = 0 if valid is None else int(np.nanargmax(valid))
     else:
         index = int(
             pd.DatetimeIndex(features["t"].values).get_indexer(
@@ -242,7 +247,8 @@ def quicklook(
         )
     when = pd.Timestamp(features["t"].values[index])
     rgb = np.stack([_stretch(features.isel(t=index).sel(bands=b).values) for b in rgb_bands], -1)
-    series = features.median(("y", "x")).compute()
+    shown = np.ones(features.sizes["t"], bool) if valid is None else valid >= QUICKLOOK_MIN_VALID
+    series = features.isel(t=np.flatnonzero(shown)).median(("y", "x")).compute()
 
     fig, (ax_map, ax_ts) = plt.subplots(
         1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1, 1.6]}, layout="constrained"
@@ -250,11 +256,17 @@ def quicklook(
     ax_map.imshow(rgb, interpolation="nearest")
     ax_map.set_title(f"{'/'.join(rgb_bands)} as RGB, {when:%Y-%m-%d}", fontsize=10)
     ax_map.set_axis_off()
-    times = pd.DatetimeIndex(features["t"].values)
+    times = pd.DatetimeIndex(series["t"].values)
     for label in labels:
         ax_ts.plot(times, series.sel(bands=label).values, marker=".", lw=0.8, ms=3, label=label)
     ax_ts.axvline(when, color="0.6", lw=0.8, ls="--")
-    ax_ts.set_title("spatial median per date", fontsize=10)
+    title = "spatial median per date"
+    if valid is not None:
+        title += (
+            f" ({int(shown.sum())} of {shown.size} dates with >= {QUICKLOOK_MIN_VALID:.0%} "
+            "valid pixels)"
+        )
+    ax_ts.set_title(title, fontsize=10)
     ax_ts.legend(ncol=min(len(labels), 4), fontsize=8)
     ax_ts.tick_params(labelsize=8)
     path = Path(path)

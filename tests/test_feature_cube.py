@@ -95,15 +95,23 @@ def test_valid_fraction_per_date_and_the_clearest_date_in_the_quicklook(
     back = xr.open_zarr(files.zarr, consolidated=False)
     np.testing.assert_allclose(back["valid_fraction"].values, expected, rtol=1e-6)
 
-    shown = []
+    import matplotlib.pyplot as plt
+
+    shown, figures = [], []
     real_stretch = fc._stretch
     monkeypatch.setattr(fc, "_stretch", lambda v: shown.append(v) or real_stretch(v))
+    monkeypatch.setattr(plt, "close", figures.append)
     fc.quicklook(back["features"], tmp_path / "q.png")
     clearest = int(np.argmax(expected))
     assert clearest != 0
     np.testing.assert_array_equal(
         shown[0], back["features"].isel(t=clearest).sel(bands="F01").values
     )
+    # the time series leaves out dates with less than half of their pixels valid
+    series = figures[0].axes[1].lines[0]
+    clear = expected >= fc.QUICKLOOK_MIN_VALID
+    assert 0 < clear.sum() < clear.size
+    assert len(series.get_xdata()) == clear.sum()
 
 
 def test_existing_output_refused_and_nothing_half_written(tmp_path, features, monkeypatch):
