@@ -36,11 +36,7 @@ def test_every_data_file_is_listed():
             sub = path.relative_to(folder)
             if path.is_dir() or path.suffix in (".py", ".pyc") or "__pycache__" in sub.parts:
                 continue
-            if path.parent.resolve() != folder.resolve() and any(
-                parent.resolve() in package_folders
-                for parent in path.parents
-                if parent.is_relative_to(folder) and parent != folder
-            ):
+            if any((folder / p).resolve() in package_folders for p in sub.parents[:-1]):
                 continue  # in a subpackage: its own patterns apply
             if not any(_matches(sub, pattern) for pattern in patterns):
                 unlisted.append(str(path.relative_to(ROOT)))
