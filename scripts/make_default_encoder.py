@@ -1,9 +1,15 @@
-"""Make the default encoder shipped in ``openeo_deepfeatures/data/encoder/`` (seeded, CPU).
+"""Make the encoders shipped in ``openeo_deepfeatures/data/encoder/`` (seeded, CPU).
+
+Two models, one recipe (``--model``):
+
+- ``default``: the six bands of the demo cube, B02, B03, B04, B08, B8A, B11 -> ``default.onnx``;
+- ``s2-10m``: the four 10 m bands every openEO Sentinel-2 cube has, B02, B03, B04, B08 ->
+  ``s2_10m.onnx`` (for cubes without B8A/B11).
 
 Runs the project's own commands on the embedded demo cube and prints each one before it runs:
 
-1. choose the channels: every index computable from the demo's six reflectance bands
-   (``odf.list_indices(bands=DEMO_BANDS)``) that is numerically sane on the demo, i.e. finite on
+1. choose the channels: every index computable from the model's reflectance bands
+   (``odf.list_indices(bands=...)``) that is numerically sane on the demo, i.e. finite on
    at least ``MIN_FINITE`` of the clear pixel-dates and not constant (its q02..q98 range is not
    empty); the dropped ones are printed with the reason;
 2. ``deepfeatures training-cube`` (tiles of 16 dates x 24 x 24 px, split blocks of
@@ -16,9 +22,10 @@ Runs the project's own commands on the embedded demo cube and prints each one be
    of held-out data), checked end to end against torch on real test tiles.
 
     nice -n 10 python scripts/make_default_encoder.py          # everything (~10-15 min, 2 cores)
+    nice -n 10 python scripts/make_default_encoder.py --model s2-10m
     python scripts/make_default_encoder.py --channels-only     # step 1 only
 
-Intermediate files go to ``build/default-encoder/`` (git-ignored). Torch, onnx and onnxscript
+Intermediate files go to ``build/<model>-encoder/`` (git-ignored). Torch, onnx and onnxscript
 are needed (``pip install -e '.[train]'``).
 """
 
@@ -31,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +46,43 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = Path("openeo_deepfeatures/data/demo_s2_romania.nc")
 DEMO_BANDS = ("B02", "B03", "B04", "B08", "B8A", "B11")
-WORK = Path("build/default-encoder")
-CUBE = WORK / "training.zarr"
-CONFIG = Path("configs/default_dense.toml")
-CHECKPOINT = WORK / "run" / "checkpoint.pt"
-MODEL = Path("openeo_deepfeatures/data/encoder/default.onnx")
-DECODER = Path("benchmarks/default_encoder/decoder.onnx")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What one shipped model is made from and where its files go."""
+
+    bands: tuple[str, ...]
+    work: Path  # intermediate files (git-ignored)
+    config: Path  # `deepfeatures train` config; its [data] cube is `work / training.zarr`
+    model: Path
+    decoder: Path
+
+    @property
+    def cube(self) -> Path:
+        return self.work / "training.zarr"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.work / "run" / "checkpoint.pt"
+
+
+RECIPES = {
+    "default": Recipe(
+        DEMO_BANDS,
+        Path("build/default-encoder"),
+        Path("configs/default_dense.toml"),
+        Path("openeo_deepfeatures/data/encoder/default.onnx"),
+        Path("benchmarks/default_encoder/decoder.onnx"),
+    ),
+    "s2-10m": Recipe(
+        ("B02", "B03", "B04", "B08"),
+        Path("build/s2-10m-encoder"),
+        Path("configs/s2_10m_dense.toml"),
+        Path("openeo_deepfeatures/data/encoder/s2_10m.onnx"),
+        Path("benchmarks/s2_10m_encoder/decoder.onnx"),
+    ),
+}
 MIN_FINITE = 0.95
 SEED = 0
 #: ``deepfeatures training-cube`` options (without input, output and indices).
@@ -58,12 +97,14 @@ CUBE_OPTIONS = (
 )  # fmt: skip
 
 
-def select_channels(verbose: bool = True) -> tuple[list[str], dict[str, str]]:
-    """Indices computable from the demo bands that are numerically sane on the demo cube."""
+def select_channels(
+    bands: tuple[str, ...] = DEMO_BANDS, verbose: bool = True
+) -> tuple[list[str], dict[str, str]]:
+    """Indices computable from ``bands`` that are numerically sane on the demo cube."""
     import openeo_deepfeatures as odf
 
-    candidates = odf.list_indices(bands=list(DEMO_BANDS))
-    reflectance = odf.preprocess_s2(odf.load_demo_cube())
+    candidates = odf.list_indices(bands=list(bands))
+    reflectance = odf.preprocess_s2(odf.load_demo_cube()).sel(bands=list(bands))
     clear = np.isfinite(reflectance.values).all(axis=1)  # (t, y, x): no cloud, all bands
     values = odf.compute_indices(reflectance, indices=candidates).values  # (t, c, y, x)
     kept: list[str] = []
@@ -82,7 +123,7 @@ def select_channels(verbose: bool = True) -> tuple[list[str], dict[str, str]]:
     if verbose:
         print(
             f"channels: {len(kept)} of {len(candidates)} indices computable from "
-            f"{', '.join(DEMO_BANDS)} kept ({int(clear.sum())} clear pixel-dates)",
+            f"{', '.join(bands)} kept ({int(clear.sum())} clear pixel-dates)",
             file=sys.stderr,
         )
         for name, why in dropped.items():
@@ -108,7 +149,7 @@ def training_cube_args(channels: list[str], output: str | Path) -> list[str]:
     return ["training-cube", str(DEMO), "-o", str(output), *CUBE_OPTIONS, "--indices", *channels]
 
 
-def export_decoder(checkpoint: Path, encoder_path: Path, out: Path) -> float:
+def export_decoder(checkpoint: Path, encoder_path: Path, out: Path, cube: Path) -> float:
     """Export the checkpoint's decoder to ONNX; returns the end-to-end parity on test tiles."""
     import onnx
     import onnxruntime as ort
@@ -156,7 +197,7 @@ def export_decoder(checkpoint: Path, encoder_path: Path, out: Path) -> float:
 
     # end to end on real held-out tiles: shipped encoder (onnxruntime) -> decoder (onnxruntime)
     # against the checkpoint's reconstruct() in torch
-    ds = open_training_cube(ROOT / CUBE)
+    ds = open_training_cube(cube)
     test = np.array([str(s) for s in ds["split"].values.tolist()]) == "test"
     raw = np.asarray(ds["x"].values[test][:4], dtype=np.float32)
     day, doy = time_inputs(np.asarray(ds["day"].values[test][:4]))
@@ -195,28 +236,32 @@ def export_decoder(checkpoint: Path, encoder_path: Path, out: Path) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=sorted(RECIPES), default="default")
     parser.add_argument("--channels-only", action="store_true", help="only choose the channels")
     args = parser.parse_args(argv)
+    recipe = RECIPES[args.model]
+    cube, config, checkpoint = recipe.cube, recipe.config, recipe.checkpoint
+    model, decoder, work = recipe.model, recipe.decoder, recipe.work
 
-    channels, _ = select_channels()
+    channels, _ = select_channels(recipe.bands)
     if args.channels_only:
         print(" ".join(channels))
         return 0
     started = time.perf_counter()
-    (ROOT / WORK).mkdir(parents=True, exist_ok=True)
-    (ROOT / MODEL).parent.mkdir(parents=True, exist_ok=True)
-    run([*training_cube_args(channels, CUBE), "--overwrite"])
+    (ROOT / work).mkdir(parents=True, exist_ok=True)
+    (ROOT / model).parent.mkdir(parents=True, exist_ok=True)
+    run([*training_cube_args(channels, cube), "--overwrite"])
     t_cube = time.perf_counter()
-    run(["train", str(CONFIG), "--restart"])
+    run(["train", str(config), "--restart"])
     t_train = time.perf_counter()
-    run(["export", str(CHECKPOINT), "-o", str(MODEL), "--overwrite"])
-    print(f"$ # decoder of {CHECKPOINT} -> {DECODER}", file=sys.stderr, flush=True)
-    parity = export_decoder(ROOT / CHECKPOINT, ROOT / MODEL, ROOT / DECODER)
+    run(["export", str(checkpoint), "-o", str(model), "--overwrite"])
+    print(f"$ # decoder of {checkpoint} -> {decoder}", file=sys.stderr, flush=True)
+    parity = export_decoder(ROOT / checkpoint, ROOT / model, ROOT / decoder, ROOT / cube)
     done = time.perf_counter()
     print(
         f"done in {done - started:.0f} s (training cube {t_cube - started:.0f} s, training "
-        f"{t_train - t_cube:.0f} s, export {done - t_train:.0f} s); {MODEL} "
-        f"{(ROOT / MODEL).stat().st_size / 1024:.0f} KiB; decoder parity {parity:.1e}",
+        f"{t_train - t_cube:.0f} s, export {done - t_train:.0f} s); {model} "
+        f"{(ROOT / model).stat().st_size / 1024:.0f} KiB; decoder parity {parity:.1e}",
         file=sys.stderr,
     )
     return 0
