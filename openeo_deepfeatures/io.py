@@ -16,7 +16,7 @@ import xarray as xr
 from .errors import FileContentInvalid, FileNotFound, ProcessParameterInvalid
 from .memory import heap_for_large_arrays, release_memory
 
-__all__ = ["atomic_path", "clean_attrs", "open_cube", "write_zarr"]
+__all__ = ["atomic_path", "clean_attrs", "keep_coordinates", "open_cube", "write_zarr"]
 
 _GEOTIFF = (".tif", ".tiff", ".gtiff")
 _NETCDF = (".nc", ".nc4", ".netcdf", ".cdf", ".h5")
@@ -143,6 +143,22 @@ def _open(
     return ds  # a Dataset of per-band variables; canonical_cube stacks it
 
 
+def keep_coordinates(ds: xr.Dataset) -> xr.Dataset:
+    """List every non-dimension coordinate, the grid mapping included, in the CF
+    ``coordinates`` encoding of each data variable (in place; returns ``ds``).
+
+    xarray leaves grid mappings out of that attribute (CF calls them not coordinates), so
+    plain ``xr.open_zarr``/``xr.open_dataset`` would read ``spatial_ref`` back as a data
+    variable and ``.rio.crs`` would be None.
+    """
+    for var in ds.data_vars.values():
+        others = [str(c) for c in var.coords if c not in var.dims]
+        var.encoding.pop("coordinates", None)
+        if others:
+            var.encoding["coordinates"] = " ".join(others)
+    return ds
+
+
 def clean_attrs(attrs: dict) -> dict:
     """Attributes netCDF and zarr can store: strings, numbers, and lists/arrays of them.
 
@@ -233,13 +249,7 @@ def write_zarr(
         var.encoding.pop("preferred_chunks", None)
     if store_chunks is not None:
         ds[name].encoding["chunks"] = store_chunks
-    # every non-dimension coordinate, the grid mapping included, in the CF `coordinates`
-    # attribute: xarray leaves grid mappings out of it, so plain `xr.open_zarr` would read
-    # `spatial_ref` as a data variable and `.rio.crs` would be None
-    others = [str(c) for c in ds[name].coords if c not in ds[name].dims]
-    ds[name].encoding.pop("coordinates", None)
-    if others:
-        ds[name].encoding["coordinates"] = " ".join(others)
+    keep_coordinates(ds)
     with atomic_path(path, overwrite=overwrite) as tmp, _consolidated_v3():
         delayed = ds.to_zarr(
             tmp,

@@ -303,10 +303,12 @@ def preprocess_s2(
         for k, v in cube.attrs.items()
         if k not in dropped and not k.startswith("deepfeatures_")
     }
-    refl.attrs["processing"] = (
-        "deepfeatures_preprocess_s2: (DN + BOA_ADD_OFFSET) / 10000, SCL masked"
-        if use_mask
-        else "deepfeatures_preprocess_s2: (DN + BOA_ADD_OFFSET) / 10000, no cloud mask"
+    scaling = (
+        "reflectance as given (CF scale_factor)"
+        if already_reflectance
+        else "(DN + BOA_ADD_OFFSET) / 10000"
     )
+    masking = "SCL masked" if use_mask else "no cloud mask"
+    refl.attrs["processing"] = f"deepfeatures_preprocess_s2: {scaling}, {masking}"
     refl.name = cube.name
     return refl
