@@ -66,6 +66,8 @@ DEFAULT_MAX_WINDOW = 8192
 DEFAULT_MAX_ARRAY_BYTES = 16 * 2**30
 #: Redirects :meth:`ExecutionPolicy.open_url` follows (each one checked).
 MAX_REDIRECTS = 10
+#: The largest document :meth:`ExecutionPolicy.read_url` reads (UDPs, STAC JSON, UDF code).
+MAX_DOCUMENT_BYTES = 64 * 2**20
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -309,7 +311,6 @@ class ExecutionPolicy:
                 )
         return addresses
 
-    @contextlib.contextmanager
     def open_url(
         self,
         url: str,
@@ -317,24 +318,34 @@ class ExecutionPolicy:
         timeout: float = 30,
         headers: dict[str, str] | None = None,
         what: str = "a graph",
-    ) -> Iterator[http.client.HTTPResponse]:
+    ) -> http.client.HTTPResponse:
         """GET ``url``; every redirect's target is checked before it is requested.
 
         Connects to the addresses :meth:`check_url` checked (a second DNS answer cannot
-        point it elsewhere). Yields the final :class:`http.client.HTTPResponse` (its ``url``
-        attribute is the final URL); HTTP errors raise :class:`urllib.error.HTTPError`, network
-        errors :class:`OSError`, refusals :class:`PermissionDenied`.
+        point it elsewhere). Returns the final :class:`http.client.HTTPResponse` (use it in a
+        ``with`` block, as ``urlopen``'s; its ``url`` attribute is the final URL). HTTP errors
+        raise :class:`urllib.error.HTTPError`, network errors :class:`OSError`, refusals
+        :class:`PermissionDenied`.
         """
-        response = self._get(str(url), timeout, dict(headers or {}), what)
-        try:
-            yield response
-        finally:
-            response.close()
+        return self._get(str(url), timeout, dict(headers or {}), what)
 
-    def read_url(self, url: str, *, timeout: float = 30, what: str = "a graph") -> bytes:
-        """The body of ``url`` (:meth:`open_url`)."""
+    def read_url(
+        self,
+        url: str,
+        *,
+        timeout: float = 30,
+        what: str = "a graph",
+        max_bytes: int = MAX_DOCUMENT_BYTES,
+    ) -> bytes:
+        """The body of ``url`` (:meth:`open_url`), at most ``max_bytes`` of it."""
         with self.open_url(url, timeout=timeout, what=what) as response:
-            return response.read()
+            body = response.read(max_bytes + 1)
+        if len(body) > max_bytes:
+            raise PermissionDenied(
+                reason=f"{what}: {url!r} is larger than {max_bytes:,} bytes, more than a "
+                "process graph, STAC document or UDF is read whole."
+            )
+        return body
 
     def _get(
         self, url: str, timeout: float, headers: dict[str, str], what: str
@@ -342,11 +353,13 @@ class ExecutionPolicy:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             addresses = self._addresses(current, what)
-            response = _request(current, addresses, timeout, headers)
+            try:
+                response = _request(current, addresses, timeout, headers)
+            except http.client.HTTPException as exc:  # a malformed answer
+                raise urllib.error.URLError(f"{current!r}: {exc!r}") from None
             location = response.getheader("Location")
             if response.status in _REDIRECTS and location:
-                response.read()
-                response.close()
+                response.close()  # "Connection: close": nothing to drain
                 current = urljoin(current, location)
                 continue
             if response.status >= 400:
@@ -422,7 +435,12 @@ def _request(
         conn.request(
             "GET",
             target,
-            headers={"User-Agent": "openeo-deepfeatures", "Accept-Encoding": "identity", **headers},
+            headers={
+                "User-Agent": "openeo-deepfeatures",
+                "Accept-Encoding": "identity",
+                "Connection": "close",
+                **headers,
+            },
         )
         return conn.getresponse()
     except BaseException:

@@ -455,6 +455,26 @@ def test_schemes(tmp_path):
         policy.check_url("https:///x")
 
 
+def test_every_address_of_a_host_is_checked(monkeypatch):
+    from openeo_deepfeatures import policy as policy_module
+
+    monkeypatch.setattr(policy_module, "_resolve", lambda host, port: ["93.184.216.34", "10.0.0.7"])
+    with pytest.raises(PermissionDenied, match=r"resolves to 10\.0\.0\.7"):
+        ExecutionPolicy().check_url("https://rebind.example/x.json")
+
+
+def test_open_url_connects_to_the_addresses_it_checked(serve, monkeypatch):
+    from openeo_deepfeatures import policy as policy_module
+
+    server = serve({"/x": (200, {}, b"hello")})
+    answers = iter([["127.0.0.1"]])  # one DNS answer; a second lookup would fail the test
+    monkeypatch.setattr(policy_module, "_resolve", lambda host, port: next(answers))
+    policy = ExecutionPolicy(url_schemes=("http",), allow_private_hosts=True)
+    port = server.host.rpartition(":")[2]
+    assert policy.read_url(f"http://pinned.invalid:{port}/x") == b"hello"
+    assert server.requests == ["/x"]
+
+
 def test_private_namespace_in_a_graph_sends_nothing(folders):
     with pytest.raises(PermissionDenied, match=r"10\.1\.2\.3"):
         run_process_graph(
