@@ -129,7 +129,7 @@ class ExecutionPolicy:
 
     ``read_roots``: folders (or single files) a graph may read, resolved when the policy is
     made; the package's demo data is always readable. ``write_root``: the only folder
-    ``save_result`` writes into; ``None``: nothing may be written. ``allow_udf``: whether
+    ``save_result`` writes into (and reads back from); ``None``: nothing may be written. ``allow_udf``: whether
     ``run_udf`` may run (arbitrary Python). ``url_schemes``: schemes a graph may fetch (UDP
     namespaces, ``load_stac``, models, UDF code). ``allowed_hosts``: ``host`` or ``host:port``
     entries reachable even on private or loopback addresses, and over plain ``http``.
@@ -213,9 +213,11 @@ class ExecutionPolicy:
     # --- files -----------------------------------------------------------------------------
 
     def check_read(self, path: Any, *, what: str = "a graph") -> Path:
-        """``path`` (or a ``file://`` URL) resolved, when it lies in a readable folder."""
+        """``path`` (or a ``file://`` URL) resolved, when it lies in a readable folder: one of
+        ``read_roots``, the package's data or ``write_root``."""
         real = _real(_as_path(path))
-        if any(_inside(real, root) for root in (*self.read_roots, *package_roots())):
+        readable = (*self.read_roots, *package_roots(), *filter(None, [self.write_root]))
+        if any(_inside(real, root) for root in readable):
             return real
         roots = [str(r) for r in self.read_roots] or "none but the package's data"
         raise PermissionDenied(

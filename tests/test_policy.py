@@ -733,3 +733,16 @@ def test_sigterm_and_sigint_remove_the_sibling_at_once(tmp_path, signum):
     proc.wait(timeout=60)
     assert proc.returncode != 0
     assert os.listdir(tmp_path) == []
+
+
+def test_upstream_io_processes_do_not_run():
+    from openeo_deepfeatures.local import default_registry
+    from openeo_deepfeatures.local.registry import Process
+
+    registry = default_registry()
+    fetched = []
+    registry.add(Process("load_url", None, lambda **kw: fetched.append(kw), upstream=True))
+    graph = {"l": node("load_url", True, url="https://example.org/x.tif", format="GTiff")}
+    with pytest.raises(PermissionDenied, match="'load_url' reads or writes"):
+        run_process_graph(graph, registry=registry)
+    assert fetched == []

@@ -35,6 +35,18 @@ from .graph import Graph, check_nodes, count_nodes, load_graph, topological_orde
 from .registry import Process, Registry, call_kwargs
 
 BUILTIN_NAMESPACE = "deepfeatures"  # this package's processes and UDPs
+#: Upstream processes that read or write files/URLs of their own (loaded with optional extras)
+UNCHECKED_IO = frozenset(
+    {
+        "export_workspace",
+        "load_ml_model",
+        "load_result",
+        "load_uploaded_files",
+        "load_url",
+        "run_udf_externally",
+        "save_ml_model",
+    }
+)
 
 __all__ = ["Context", "Scope", "evaluate"]
 
@@ -382,6 +394,11 @@ def _call(
             raise ProcessUnsupported(process=process_id, namespace=namespace or "predefined")
         return _run_udp(udp, process_id, args, ctx, inherited)
     process: Process = ctx.registry.get(process_id, namespace)
+    if process.upstream and process_id in UNCHECKED_IO:
+        raise PermissionDenied(
+            reason=f"'{process_id}' reads or writes files and URLs the execution policy cannot "
+            "check (openeo-processes-dask's implementation); it does not run in this executor."
+        )
     if process_id == "run_udf" and not (ctx.allow_udf and ctx.effective_policy.allow_udf):
         raise ProcessUnsupported(
             "run_udf is disabled for this run (allow_udf=False; deepfeatures run: --no-udf).",
