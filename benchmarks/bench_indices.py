@@ -502,7 +502,7 @@ def main() -> None:
     if not args.numpy_hugepage:
         os.environ["NUMPY_MADVISE_HUGEPAGE"] = "0"  # inherited by every process
 
-    from openeo_deepfeatures.io import DEFAULT_CODEC
+    from openeo_deepfeatures.io import INDICES_CODEC
 
     start = time.perf_counter()
     print(machine_line())
@@ -540,7 +540,7 @@ def main() -> None:
             print(f"t={t}: every repeat failed\n")
 
     if not args.no_streaming:
-        rows = [(args.stream_t, c, 2) for c in CODECS] + [(args.big_t, DEFAULT_CODEC, 1)]
+        rows = [(args.stream_t, c, 2) for c in CODECS] + [(args.big_t, INDICES_CODEC, 1)]
         base = in_memory.get(args.stream_t)
         reference = None
         if base:
@@ -563,7 +563,7 @@ def main() -> None:
             ratio = "-"
             if reference is not None:
                 ratio = f"{best / (reference * t / args.stream_t):.2f}"
-            default = " (default)" if codec == DEFAULT_CODEC else ""
+            default = " (CLI default)" if codec == INDICES_CODEC else ""
             print(
                 f"| ours{default} | {codec} | {shape} | {best:.2f} | {tp:,.0f} | {ratio} "
                 f"| {res['out_bytes_on_disk'] / 1e9:.2f} | {res['peak_rss_bytes'] / 1e9:.2f} |",

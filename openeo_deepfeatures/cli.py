@@ -65,7 +65,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_compute(args: argparse.Namespace) -> int:
     from .indices import compute_indices, load_formulas
-    from .io import DEFAULT_CODEC, open_cube, write_zarr
+    from .io import INDICES_CODEC, open_cube, write_zarr
     from .sentinel2 import canonical_cube, preprocess_s2
 
     t0 = time.perf_counter()
@@ -87,7 +87,7 @@ def _cmd_compute(args: argparse.Namespace) -> int:
         args.output,
         overwrite=args.overwrite,
         progress=not args.quiet,
-        codec=args.codec or DEFAULT_CODEC,
+        codec=args.codec or INDICES_CODEC,
         level=args.level,
     )
     if not args.quiet:
@@ -302,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument(
         "--codec",
         choices=["zstd", "lz4", "none"],
-        help="zarr compression of the index cube (default: openeo_deepfeatures.io.DEFAULT_CODEC)",
+        help="zarr compression of the index cube (default lz4: blosc lz4 + shuffle, fastest to "
+        "stream; zstd: zarr's default)",
     )
     comp.add_argument(
         "--level", type=int, help="compression level (zstd 1-22, default 3; lz4 1-9, default 5)"

@@ -16,7 +16,16 @@ import xarray as xr
 from .errors import ProcessParameterInvalid
 from .memory import heap_for_large_arrays, release_memory
 
-__all__ = ["CODECS", "atomic_path", "clean_attrs", "open_cube", "write_zarr", "zarr_compressors"]
+__all__ = [
+    "CODECS",
+    "DEFAULT_CODEC",
+    "INDICES_CODEC",
+    "atomic_path",
+    "clean_attrs",
+    "open_cube",
+    "write_zarr",
+    "zarr_compressors",
+]
 
 _GEOTIFF = (".tif", ".tiff", ".gtiff")
 _NETCDF = (".nc", ".nc4", ".netcdf", ".cdf", ".h5")
@@ -142,9 +151,11 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = False) -> Iterat
 
 #: ``codec`` choices of :func:`write_zarr`; level ranges and defaults per codec.
 CODECS = {"zstd": (1, 22, 3), "lz4": (1, 9, 5), "none": None}
-#: Default codec of :func:`write_zarr`: measured by ``benchmarks/bench_indices.py`` (streaming
-#: rows), the one that keeps streaming zarr -> zarr within 2x of in-memory compute.
-DEFAULT_CODEC = "lz4"
+#: Default codec of :func:`write_zarr` (zarr's own default: zstd level 3).
+DEFAULT_CODEC = "zstd"
+#: Default codec of ``deepfeatures indices compute``: the fastest to stream that still
+#: compresses; measured per codec by ``benchmarks/bench_indices.py`` (streaming rows).
+INDICES_CODEC = "lz4"
 
 
 def zarr_compressors(codec: str = DEFAULT_CODEC, level: int | None = None) -> tuple | None:

@@ -113,7 +113,10 @@ def test_compute_codec_choice(tmp_path, capsys):
     cube.to_netcdf(src)
     out = tmp_path / "o.zarr"
     args = ["indices", "compute", str(src), "-o", str(out), "--indices", "NDVI", "-q"]
-    assert main([*args, "--codec", "zstd", "--level", "7"]) == 0
+    assert main(args) == 0  # default: lz4
+    codecs = zarr.open_array(out / "spectral_indices").metadata.codecs
+    assert type(codecs[1]).__name__ == "BloscCodec" and codecs[1].cname.value == "lz4"
+    assert main([*args, "--codec", "zstd", "--level", "7", "--overwrite"]) == 0
     codecs = zarr.open_array(out / "spectral_indices").metadata.codecs
     assert [type(c).__name__ for c in codecs] == ["BytesCodec", "ZstdCodec"]
     assert codecs[1].level == 7

@@ -130,8 +130,13 @@ def test_write_zarr_bad_codec_writes_nothing(tmp_path, codec, level, match):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_default_codec():
-    from openeo_deepfeatures.io import DEFAULT_CODEC, zarr_compressors
+def test_default_codecs(tmp_path):
+    import zarr
 
-    assert DEFAULT_CODEC in ("zstd", "lz4", "none")
-    assert zarr_compressors() == zarr_compressors(DEFAULT_CODEC)
+    from openeo_deepfeatures.io import DEFAULT_CODEC, INDICES_CODEC, zarr_compressors
+
+    assert (DEFAULT_CODEC, INDICES_CODEC) == ("zstd", "lz4")
+    cube = make_cube(bands=["B04"])
+    path = write_zarr(cube, tmp_path / "c.zarr")
+    (compressor,) = zarr.open_array(path / (cube.name or "data")).metadata.codecs[1:]
+    assert compressor == zarr_compressors(DEFAULT_CODEC)[0]
