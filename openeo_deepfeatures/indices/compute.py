@@ -134,8 +134,8 @@ def compute_indices(
         to float32 output accuracy, also where terms nearly cancel (EVI, VARI, kEVI near their
         poles); ``"float32"`` is faster and loses up to ~1e-3 relative accuracy there.
     engine
-        ``"numba"``: the program interpreter compiled by numba (``pip install
-        openeo-deepfeatures[fast]``; compiled once, then cached on disk); ``"numpy"``: one
+        ``"numba"``: the program interpreter compiled by numba (a dependency; compiled
+        once, then cached on disk); ``"numpy"``: one
         numpy ufunc per instruction (what the UDF runs where numba is absent); ``"auto"``
         (default): numba when importable. Both give every index to float32 output precision.
 
@@ -190,7 +190,7 @@ def compute_indices(
             process=PROCESS,
             parameter="engine",
             reason=(
-                "engine 'numba' needs numba: pip install 'openeo-deepfeatures[fast]', "
+                "engine 'numba' needs numba: pip install numba, "
                 "or use engine='numpy' (or 'auto')."
             ),
         )

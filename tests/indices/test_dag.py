@@ -15,7 +15,7 @@ from openeo_deepfeatures.indices.resolve import compile_indices
 
 LABELS = ["B04", "B08", "B03"]
 SYMS = {"R": "B04", "N": "B08", "G": "B03"}
-#: Both evaluators of a program (numba is in the test extra, so neither is skipped).
+#: Both evaluators of a program (numba is a dependency: neither is skipped).
 ENGINES = ["numpy", "numba"]
 
 
