@@ -239,8 +239,7 @@ def resolve_engine(engine: str) -> str:
         return "numba" if numba_available() else "numpy"
     if engine == "numba" and not numba_available():
         raise ImportError(
-            "engine='numba' needs numba (pip install numba); "
-            "engine='numpy' runs without it."
+            "engine='numba' needs numba (pip install numba); engine='numpy' runs without it."
         )
     return engine
 

@@ -190,8 +190,7 @@ def compute_indices(
             process=PROCESS,
             parameter="engine",
             reason=(
-                "engine 'numba' needs numba: pip install numba, "
-                "or use engine='numpy' (or 'auto')."
+                "engine 'numba' needs numba: pip install numba, or use engine='numpy' (or 'auto')."
             ),
         )
     program = compile_indices(indices, labels, constants, formulas)
