@@ -1,12 +1,22 @@
-"""Spectral-index benchmark: openeo-deepfeatures (numpy, dask, zarr streaming) against spyndex.
+"""Spectral-index benchmark: openeo-deepfeatures engines against spyndex, interleaved.
 
 Workload: every index computable from the 11 Sentinel-2 L2A bands B01..B12 (no B09) on a
 float32 reflectance cube (t, bands=11, y=256, x=256) of seeded uniform random values in
-0.005..0.8. Each engine runs in a fresh subprocess, which reports its wall time for the
-compute only (input creation is not timed) and its own peak RSS (``ru_maxrss``).
+0.005..0.8, at t=10 and t=50.
 
-    python benchmarks/bench_indices.py            # full run: t=50 (+ streaming at t=200)
-    python benchmarks/bench_indices.py --quick    # smoke test: t=10, no t=200 row
+1. **In memory, interleaved.** Each repeat is one fresh process that runs every engine in
+   turn (the order rotates from repeat to repeat): first each engine once (``cold``: its first
+   call in the process: imports, numba's kernel from its disk cache, fresh memory), then
+   ``--warm`` further rounds over all engines (``warm``: the best of them). Over the repeats
+   (>= 5) the table gives min and median; ratios are to spyndex-numpy of the same repeat
+   (median of the per-repeat ratios) and to the write floor (allocating and filling the
+   float32 output array, ``np.empty`` + ``fill``, the least any engine must do).
+2. **Streaming zarr -> zarr** (``open_zarr`` + ``compute_indices`` + ``write_zarr``) per codec
+   at t=50, and with the default codec at t=200, each in a fresh process; its peak memory is
+   the process's ``VmHWM``.
+
+    python benchmarks/bench_indices.py            # full run (about 15 minutes on 2 cores)
+    python benchmarks/bench_indices.py --quick    # smoke test: t=10, 2 repeats, no streaming
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,15 +45,22 @@ SEED = 20240611
 LOW, HIGH = 0.005, 0.8
 RESULT_MARK = "BENCH-RESULT "
 
+#: In-memory engines, interleaved in one process per repeat.
 ENGINES = {
-    "ours-numpy": "openeo-deepfeatures numpy",
-    "ours-numpy-f32": "openeo-deepfeatures numpy, precision=float32",
-    "ours-dask": "openeo-deepfeatures dask",
-    "ours-zarr": "openeo-deepfeatures streaming zarr->zarr",
-    "spyndex-numpy": "spyndex numpy",
-    "spyndex-dask": "spyndex dask",
+    "ours-numba": "ours, numba engine, float64 (default)",
+    "ours-numba-f32": "ours, numba engine, precision=float32",
+    "ours-numpy": "ours, numpy engine, float64",
+    "ours-numpy-f32": "ours, numpy engine, precision=float32",
+    "ours-numba-out": "ours, numba engine, float64, into a reused output (run_program out=)",
+    "spyndex-numpy": "spyndex 0.12 numpy",
+    "write-floor": "write floor: np.empty + fill of the float32 output",
+    "write-floor-reused": "write floor, reused output: fill of an existing float32 array",
 }
 BASELINE = "spyndex-numpy"
+FLOOR = "write-floor"
+FLOOR_REUSED = "write-floor-reused"
+DEFAULT_ENGINE = "ours-numba"
+CODECS = ("lz4", "zstd", "none")
 
 
 # --------------------------------------------------------------------------- input cube
@@ -159,7 +177,7 @@ def spyndex_compute(groups: list[SpyndexGroup], bands: dict[str, Any], concatena
         return parts[0] if len(parts) == 1 else concatenate(parts)
 
 
-# --------------------------------------------------------------------------- engines (child)
+# --------------------------------------------------------------------------- children
 
 
 def _resolved():
@@ -168,104 +186,114 @@ def _resolved():
     return resolve_indices(None, BANDS)
 
 
-def _cpu() -> tuple[float, float]:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime, r.ru_stime
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory: ``VmHWM`` (unlike ``ru_maxrss`` it does not carry
+    the parent's memory over fork + exec)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def timed(run, describe, repeat: int, before=None) -> dict[str, Any]:
-    """Time ``run()`` ``repeat`` times (first: cold); each result is described, then dropped."""
-    seconds, cpu, info = [], [], {}
-    for _ in range(repeat):
-        if before is not None:
-            before()
-        c0, t0 = _cpu(), time.perf_counter()
-        out = run()
-        seconds.append(time.perf_counter() - t0)
-        c1 = _cpu()
-        cpu.append((c1[0] - c0[0], c1[1] - c0[1]))
-        info = describe(out)
-        del out
-    return {**info, "seconds": seconds, "cpu_user_sys": cpu}
+def engine_calls(t: int) -> tuple[dict[str, Any], int]:
+    """One callable per engine (returning its output) and the number of indices."""
+    from openeo_deepfeatures.udf.spectral_indices import run_program
+
+    from openeo_deepfeatures.indices.compute import compute_indices
+    from openeo_deepfeatures.indices.resolve import compile_indices
+
+    raw = make_cube(t)
+    cube = as_dataarray(raw)
+    groups = spyndex_groups(_resolved())
+    bands = {b: np.ascontiguousarray(raw[:, i]) for i, b in enumerate(BANDS)}
+    n_indices = len(_resolved())
+    program = compile_indices(None, BANDS).to_dict()
+    x = np.ascontiguousarray(raw[:, [BANDS.index(b) for b in program["inputs"]]])
+    x = x.reshape(t, len(BANDS), NY * NX)
+    reused = np.empty((t, n_indices, NY * NX), np.float32)
+    reused.fill(0.0)  # touched once, before any timing
+
+    def floor() -> np.ndarray:
+        out = np.empty((t, n_indices, NY, NX), np.float32)
+        out.fill(0.5)
+        return out
+
+    def floor_reused() -> np.ndarray:
+        reused.fill(0.5)
+        return reused
+
+    calls = {
+        "ours-numba": lambda: compute_indices(cube, engine="numba"),
+        "ours-numba-f32": lambda: compute_indices(cube, engine="numba", precision="float32"),
+        "ours-numpy": lambda: compute_indices(cube, engine="numpy"),
+        "ours-numpy-f32": lambda: compute_indices(cube, engine="numpy", precision="float32"),
+        "ours-numba-out": lambda: run_program(program, x, reused, threads=None, engine="numba"),
+        "spyndex-numpy": lambda: spyndex_compute(groups, bands, np.concatenate),
+        "write-floor": floor,
+        "write-floor-reused": floor_reused,
+    }
+    return calls, n_indices
 
 
-def _describe_xr(out) -> dict[str, Any]:
-    return {"n_indices": out.sizes["bands"], "out_shape": out.shape}
+def interleaved_child(t: int, rotate: int, warm: int) -> dict[str, Any]:
+    """Every engine cold once, then ``warm`` rounds over all of them; seconds per call."""
+    calls, n_indices = engine_calls(t)
+    names = list(calls)
+    k = rotate % len(names)
+    order = names[k:] + names[:k]
+    seconds: dict[str, list[float]] = {n: [] for n in names}
+    shapes: dict[str, list[int]] = {}
+    for _ in range(1 + warm):
+        for name in order:
+            start = time.perf_counter()
+            out = calls[name]()
+            seconds[name].append(time.perf_counter() - start)
+            shapes[name] = [int(v) for v in np.shape(out)]
+            del out
+    for name, shape in shapes.items():
+        if int(np.prod(shape)) != t * n_indices * NY * NX:
+            raise RuntimeError(f"{name} returned shape {shape}")
+    return {"order": order, "seconds": seconds, "n_indices": n_indices}
 
 
-def _describe_np(out) -> dict[str, Any]:
-    return {"n_indices": out.shape[0], "out_shape": out.shape, "out_dtype": str(out.dtype)}
-
-
-def run_engine(engine: str, t: int, repeat: int) -> dict[str, Any]:
-    """Run one engine; seconds cover the compute only, input creation is not timed."""
+def streaming_child(t: int, codec: str, repeat: int) -> dict[str, Any]:
+    """zarr -> zarr with ``codec``: seconds per run (input written beforehand, not timed)."""
     import xarray as xr
 
     from openeo_deepfeatures.indices.compute import compute_indices
     from openeo_deepfeatures.io import write_zarr
 
-    if engine == "ours-numpy":
-        cube = as_dataarray(make_cube(t))
-        return timed(lambda: compute_indices(cube), _describe_xr, repeat)
-
-    if engine == "ours-numpy-f32":
-        cube = as_dataarray(make_cube(t))
-        return timed(lambda: compute_indices(cube, precision="float32"), _describe_xr, repeat)
-
-    if engine == "ours-dask":
-        cube = as_dataarray(make_cube(t)).chunk({"t": CHUNK_T, "bands": -1, "y": NY, "x": NX})
-        return timed(lambda: compute_indices(cube).compute(), _describe_xr, repeat)
-
-    if engine == "ours-zarr":
-        tmp = tempfile.mkdtemp(prefix="bench_indices_")
-        try:
-            src, dst = os.path.join(tmp, "in.zarr"), os.path.join(tmp, "out.zarr")
-            write_input_zarr(src, t)
-
-            def run() -> str:
-                # the package's streaming path: lazy input, bounded compute chunks, zarr v3
-                # written atomically by write_zarr (default output chunks: 32 indices)
-                cube = xr.open_zarr(src, chunks={"t": CHUNK_T})["reflectance"]
-                write_zarr(compute_indices(cube), dst, overwrite=True)
-                return dst
-
-            def describe(path: str) -> dict[str, Any]:
-                written = xr.open_zarr(path, consolidated=False)["spectral_indices"]
-                if not np.isfinite(written.isel(t=-1, bands=0).values).any():
-                    raise RuntimeError("output store holds no finite value")
-                return {**_describe_xr(written), "out_bytes_on_disk": _du(path)}
-
-            return timed(run, describe, repeat, before=lambda: shutil.rmtree(dst, True))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    if engine in ("spyndex-numpy", "spyndex-dask"):
-        import dask.array as da
-
-        groups = spyndex_groups(_resolved())
-        cube = make_cube(t)
-        if engine == "spyndex-numpy":
-            bands = {b: np.ascontiguousarray(cube[:, i]) for i, b in enumerate(BANDS)}
-            del cube
-            result = timed(
-                lambda: spyndex_compute(groups, bands, np.concatenate), _describe_np, repeat
-            )
-        else:
-            bands = {
-                b: da.from_array(np.ascontiguousarray(cube[:, i]), chunks=(CHUNK_T, NY, NX))
-                for i, b in enumerate(BANDS)
-            }
-            del cube
-
-            def run() -> np.ndarray:
-                lazy = spyndex_compute(groups, bands, da.concatenate)
-                with np.errstate(all="ignore"):
-                    return lazy.compute()
-
-            result = timed(run, _describe_np, repeat)
-        return {**result, "spyndex_calls": len(groups)}
-
-    raise ValueError(f"unknown engine {engine!r}")
+    tmp = tempfile.mkdtemp(prefix="bench_indices_")
+    try:
+        src, dst = os.path.join(tmp, "in.zarr"), os.path.join(tmp, "out.zarr")
+        write_input_zarr(src, t)
+        base = peak_rss_bytes()
+        seconds, cpu = [], []
+        for _ in range(repeat):
+            shutil.rmtree(dst, ignore_errors=True)
+            r0, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            cube = xr.open_zarr(src, chunks={"t": CHUNK_T})["reflectance"]
+            write_zarr(compute_indices(cube), dst, overwrite=True, codec=codec)
+            seconds.append(time.perf_counter() - start)
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            cpu.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+        written = xr.open_zarr(dst, consolidated=False)["spectral_indices"]
+        if not np.isfinite(written.isel(t=-1, bands=0).values).any():
+            raise RuntimeError("output store holds no finite value")
+        return {
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "n_indices": int(written.sizes["bands"]),
+            "out_bytes_on_disk": _du(dst),
+            "peak_rss_bytes": peak_rss_bytes(),
+            "peak_rss_before_bytes": base,
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _du(path: str) -> int:
@@ -275,20 +303,11 @@ def _du(path: str) -> int:
     return total
 
 
-def child_main(engine: str, t: int, repeat: int) -> None:
-    result = run_engine(engine, t, repeat)
-    result["out_shape"] = list(result["out_shape"])
-    # Linux reports ru_maxrss in KiB
-    result["max_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(RESULT_MARK + json.dumps(result), flush=True)
-
-
 # --------------------------------------------------------------------------- parent
 
 
-def run_child(engine: str, t: int, repeat: int, timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", engine]
-    cmd += ["--t", str(t), "--repeat", str(repeat)]
+def run_child(args: list[str], timeout: float) -> dict[str, Any]:
+    cmd = [sys.executable, os.path.abspath(__file__), *args]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -301,29 +320,33 @@ def run_child(engine: str, t: int, repeat: int, timeout: float) -> dict[str, Any
 
 
 def check_agreement() -> str:
-    """Small sample: our numpy engine against the spyndex harness in float64."""
+    """Small sample: both our engines against the spyndex harness in float64."""
     from openeo_deepfeatures.indices.compute import compute_indices
 
     cube = make_cube(2)[:, :, :64, :64].copy()
-    ours = compute_indices(as_dataarray(cube), threads=1)
     groups = spyndex_groups(_resolved())
     bands = {b: cube[:, i].astype(np.float64) for i, b in enumerate(BANDS)}
     ref = spyndex_compute(groups, bands, np.concatenate)
     names = [n for g in groups for n in g.names]
-    bad = []
-    for k, name in enumerate(names):
-        expected = np.where(np.isfinite(ref[k]), ref[k], np.nan)
-        got = ours.sel(bands=name).values.astype(np.float64)
-        if not np.allclose(got, expected, rtol=1e-4, atol=1e-6, equal_nan=True):
-            bad.append(name)
-    if set(names) != {str(b) for b in ours["bands"].values}:
-        return "index lists differ between the engines!"
-    msg = (
-        f"{len(names) - len(bad)}/{len(names)} indices agree with spyndex (float64) within "
-        f"rtol 1e-4 on a 2x11x64x64 sample; spyndex needs {len(groups)} computeIndex calls "
-        "(constant sets)"
+    parts = []
+    for engine in ("numba", "numpy"):
+        ours = compute_indices(as_dataarray(cube), threads=1, engine=engine)
+        if set(names) != {str(b) for b in ours["bands"].values}:
+            return "index lists differ between the engines!"
+        bad = []
+        for k, name in enumerate(names):
+            expected = np.where(np.isfinite(ref[k]), ref[k], np.nan)
+            got = ours.sel(bands=name).values.astype(np.float64)
+            if not np.allclose(got, expected, rtol=1e-5, atol=1e-6, equal_nan=True):
+                bad.append(name)
+        parts.append(
+            f"{engine}: {len(names) - len(bad)}/{len(names)}"
+            + (f" (MISMATCH: {', '.join(bad)})" if bad else "")
+        )
+    return (
+        f"agreement with spyndex (float64) within rtol 1e-5 on a 2x11x64x64 sample: "
+        f"{'; '.join(parts)}; spyndex needs {len(groups)} computeIndex calls (constant sets)"
     )
-    return msg + (f"; MISMATCH: {', '.join(bad)}" if bad else "")
 
 
 def _machine_cpu() -> tuple[float, float] | None:
@@ -376,148 +399,196 @@ def versions_line() -> str:
     return (
         f"versions: python {platform.python_version()}, numpy {np.__version__}, "
         f"dask {dask.__version__}, xarray {xarray.__version__}, zarr {zarr.__version__}, "
-        f"spyndex {spyndex.__version__}, openeo_deepfeatures {openeo_deepfeatures.__version__}"
+        f"spyndex {spyndex.__version__}, numba {_numba_version()}, "
+        f"openeo_deepfeatures {openeo_deepfeatures.__version__}"
     )
+
+
+def _numba_version() -> str:
+    try:
+        import numba
+    except ImportError:
+        return "absent"
+    return numba.__version__
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    return min(values), statistics.median(values)
+
+
+def _fmt_range(values: list[float], digits: int = 1) -> str:
+    """min / median (max) of positive ratios or figures."""
+    lo, med = min(values), statistics.median(values)
+    return f"{med:.{digits}f} ({lo:.{digits}f}-{max(values):.{digits}f})"
+
+
+def interleaved_table(t: int, runs: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows for one cube size: throughput min/median, ratios with their spread."""
+    n_indices = runs[0]["n_indices"]
+    work = n_indices * t * NY * NX / 1e6  # M index-px per call
+    lines = [
+        f"t={t}: {n_indices} indices, cube {t}x{len(BANDS)}x{NY}x{NX} float32, "
+        f"{len(runs)} repeats (one process each)",
+        "",
+        "| engine | cold s min / median | warm s min / median | warm M index-px/s (best) "
+        "| warm x spyndex-numpy, median (min-max) | cold x spyndex-numpy, median (min-max) "
+        "| warm % of write floor, median (min-max) | warm % of reused-output floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for engine, label in ENGINES.items():
+        cold = [r["seconds"][engine][0] for r in runs]
+        warm = [min(r["seconds"][engine][1:]) for r in runs]
+        warm_ratio = [min(r["seconds"][BASELINE][1:]) / min(r["seconds"][engine][1:]) for r in runs]
+        cold_ratio = [r["seconds"][BASELINE][0] / r["seconds"][engine][0] for r in runs]
+        floor_pct = [
+            100 * min(r["seconds"][FLOOR][1:]) / min(r["seconds"][engine][1:]) for r in runs
+        ]
+        reused_pct = [
+            100 * min(r["seconds"][FLOOR_REUSED][1:]) / min(r["seconds"][engine][1:]) for r in runs
+        ]
+        cells = [
+            label,
+            "{:.3f} / {:.3f}".format(*_stats(cold)),
+            "{:.3f} / {:.3f}".format(*_stats(warm)),
+            f"{work / min(warm):,.0f}",
+            _fmt_range(warm_ratio),
+            _fmt_range(cold_ratio),
+            _fmt_range(floor_pct, 0),
+            _fmt_range(reused_pct, 0),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="t=10 and no t=200 row (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="t=10, 2 repeats, no streaming")
+    parser.add_argument("--repeat", type=int, default=5, help="processes per cube size (>= 5)")
+    parser.add_argument("--warm", type=int, default=2, help="warm rounds per process (>= 1)")
+    parser.add_argument("--t", type=int, nargs="+", default=[10, 50], help="dates per cube")
     parser.add_argument(
-        "--repeat",
-        type=int,
-        default=2,
-        help="timed runs per engine in its process: the first (cold) gives the main columns, "
-        "the best of the others the 'warm' columns; 1 disables them (default 2)",
+        "--stream-t", type=int, default=50, help="dates of the per-codec streaming rows"
     )
+    parser.add_argument(
+        "--big-t", type=int, default=200, help="dates of the default-codec streaming row"
+    )
+    parser.add_argument("--no-streaming", action="store_true", help="skip the streaming rows")
     parser.add_argument(
         "--numpy-hugepage",
         action="store_true",
-        help="keep numpy's transparent-huge-page hint for large arrays; by default every row "
-        "runs with NUMPY_MADVISE_HUGEPAGE=0, because on VMs the hint can make first writes to "
-        "fresh memory several times slower and swamps the compute being compared",
+        help="keep numpy's transparent-huge-page hint for large arrays; by default every "
+        "process runs with NUMPY_MADVISE_HUGEPAGE=0 (on VMs the hint can make first writes to "
+        "fresh memory several times slower)",
     )
-    parser.add_argument("--child", choices=list(ENGINES), help=argparse.SUPPRESS)
-    parser.add_argument("--t", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["interleaved", "streaming"], help=argparse.SUPPRESS)
+    parser.add_argument("--rotate", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--codec", default="lz4", help=argparse.SUPPRESS)
+    parser.add_argument("--child-repeat", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.repeat < 1:
-        parser.error("--repeat must be >= 1")
-    if args.child:
-        child_main(args.child, args.t, args.repeat)
+    if args.child == "interleaved":
+        result = interleaved_child(args.t[0], args.rotate, args.warm)
+        print(RESULT_MARK + json.dumps(result), flush=True)
         return
+    if args.child == "streaming":
+        result = streaming_child(args.t[0], args.codec, args.child_repeat)
+        print(RESULT_MARK + json.dumps(result), flush=True)
+        return
+    if args.quick:
+        args.t, args.repeat, args.no_streaming = [10], min(args.repeat, 2), True
+    elif args.repeat < 5:
+        parser.error("--repeat must be >= 5 (use --quick for a smoke test)")
+    if args.warm < 1:
+        parser.error("--warm must be >= 1")
     if not args.numpy_hugepage:
-        os.environ["NUMPY_MADVISE_HUGEPAGE"] = "0"  # inherited by every row's process
+        os.environ["NUMPY_MADVISE_HUGEPAGE"] = "0"  # inherited by every process
 
-    t = 10 if args.quick else 50
-    runs = [(e, t, args.repeat) for e in ENGINES]
-    if not args.quick:
-        # 4x the cube, to show that streaming memory does not grow; one run (the slowest row)
-        runs.insert(3, ("ours-zarr", 200, 1))
-    timeout = 300 if args.quick else 900
+    from openeo_deepfeatures.io import INDICES_CODEC
 
     start = time.perf_counter()
     print(machine_line())
     print(versions_line())
-    print(f"load average before the run: {os.getloadavg()[0]:.2f} (1 min)")
+    print(f"load average before the run: {'/'.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(check_agreement())
     print(flush=True)
     cpu0 = _machine_cpu()
 
-    results = []
-    for engine, tt, repeat in runs:
-        print(f"running {ENGINES[engine]} t={tt} ...", file=sys.stderr, flush=True)
-        res = run_child(engine, tt, repeat, timeout)
-        results.append((engine, tt, res))
-        if "error" in res:
-            print(f"  FAILED: {res['error']}", file=sys.stderr, flush=True)
-            continue
-        if "out_bytes_on_disk" in res:
-            gb = res["out_bytes_on_disk"] / 1e9
-            print(f"  output store: {gb:.2f} GB on disk", file=sys.stderr, flush=True)
-        for k, (sec, (user, system)) in enumerate(
-            zip(res["seconds"], res["cpu_user_sys"], strict=True)
-        ):
-            label = "cold" if k == 0 else "warm"
+    in_memory: dict[int, list[dict[str, Any]]] = {}
+    for t in args.t:
+        runs = []
+        for k in range(args.repeat):
+            print(f"interleaved t={t} repeat {k + 1}/{args.repeat} ...", file=sys.stderr)
+            cmd = ["--child", "interleaved", "--t", str(t), "--rotate", str(k)]
+            res = run_child([*cmd, "--warm", str(args.warm)], timeout=1800)
+            if "error" in res:
+                print(f"  FAILED: {res['error']}", file=sys.stderr)
+                continue
             print(
-                f"  {label}: {sec:.2f} s wall, CPU {user:.2f} s user + {system:.2f} s sys",
+                "  "
+                + ", ".join(
+                    f"{e} {res['seconds'][e][0]:.2f}/{min(res['seconds'][e][1:]):.2f} s"
+                    for e in ENGINES
+                ),
                 file=sys.stderr,
                 flush=True,
             )
-
-    def throughput(res: dict, tt: int, seconds: float) -> float:
-        return res["n_indices"] * tt * NY * NX / seconds / 1e6
-
-    def cold(res: dict, tt: int) -> float:
-        return throughput(res, tt, res["seconds"][0])
-
-    def warm(res: dict, tt: int) -> float:
-        return throughput(res, tt, min(res["seconds"][1:]))
-
-    ok = [(e, tt, r) for e, tt, r in results if "error" not in r]
-    base = next(((r, tt) for e, tt, r in ok if e == BASELINE), None)
-    header = [
-        "engine",
-        "indices",
-        "cube shape",
-        "seconds",
-        "M index-px/s",
-        "peak RSS (GB)",
-        "CPU user / sys s",
-        "x spyndex-numpy",
-    ]
-    if args.repeat > 1:
-        header += ["warm seconds", "warm M index-px/s", "warm x spyndex-numpy"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
-    for engine, tt, res in results:
-        shape = f"{tt}x{len(BANDS)}x{NY}x{NX}"
-        if "error" in res:
-            cells = [ENGINES[engine], "-", shape, "failed: " + res["error"][:80]]
-            cells += ["-"] * (len(header) - len(cells))
+            runs.append(res)
+        if runs:
+            in_memory[t] = runs
+            print("\n".join(interleaved_table(t, runs)))
+            print(flush=True)
         else:
-            tp = cold(res, tt)
-            cells = [
-                ENGINES[engine],
-                str(res["n_indices"]),
-                shape,
-                f"{res['seconds'][0]:.2f}",
-                f"{tp:,.0f}",
-                f"{res['max_rss_bytes'] / 1e9:.2f}",
-                "{:.1f} / {:.1f}".format(*res["cpu_user_sys"][0]),
-                f"{tp / cold(*base):.1f}" if base else "-",
-            ]
-            if args.repeat > 1 and len(res["seconds"]) == 1:
-                cells += ["-"] * 3
-            elif args.repeat > 1:
-                wtp = warm(res, tt)
-                cells += [
-                    f"{min(res['seconds'][1:]):.2f}",
-                    f"{wtp:,.0f}",
-                    f"{wtp / warm(*base):.1f}" if base else "-",
-                ]
-        print("| " + " | ".join(cells) + " |")
-    print()
-    print(
-        "seconds: wall time of the compute only (input creation not timed), first run in a "
-        f"fresh process; zarr rows: lazy open_zarr (chunks t={CHUNK_T}) + compute_indices + "
-        "openeo_deepfeatures.io.write_zarr (zarr v3, 32 indices per chunk, default codecs). "
-        "CPU: user and system seconds of the cold run (system time is mostly page faults "
-        "on fresh memory, which are expensive on VMs)."
-    )
-    print(
-        "NUMPY_MADVISE_HUGEPAGE="
-        + os.environ.get("NUMPY_MADVISE_HUGEPAGE", "<unset: numpy default, huge pages on>")
-        + " for every row (--numpy-hugepage keeps numpy's default)."
-    )
-    if args.repeat > 1:
+            print(f"t={t}: every repeat failed\n")
+
+    if not args.no_streaming:
+        rows = [(args.stream_t, c, 2) for c in CODECS] + [(args.big_t, INDICES_CODEC, 1)]
+        base = in_memory.get(args.stream_t)
+        reference = None
+        if base:
+            reference = statistics.median(min(r["seconds"][DEFAULT_ENGINE][1:]) for r in base)
         print(
-            f"warm: best of {args.repeat - 1} further run(s) in the same process (imports, "
-            "caches and recently freed memory warm). Peak RSS: ru_maxrss of the row's process "
-            "(input cube included)."
+            "| streaming zarr -> zarr | codec | cube shape | seconds min | M index-px/s "
+            "| x in-memory default (warm median) | output GB on disk | peak memory (VmHWM) GB |"
         )
-    else:
-        print("Peak RSS: ru_maxrss of the row's process (input cube included).")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for t, codec, repeat in rows:
+            print(f"streaming t={t} codec={codec} ...", file=sys.stderr, flush=True)
+            cmd = ["--child", "streaming", "--t", str(t), "--codec", codec]
+            res = run_child([*cmd, "--child-repeat", str(repeat)], timeout=1800)
+            shape = f"{t}x{len(BANDS)}x{NY}x{NX}"
+            if "error" in res:
+                print(f"| ours | {codec} | {shape} | failed: {res['error'][:80]} | - | - | - | - |")
+                continue
+            best = min(res["seconds"])
+            tp = res["n_indices"] * t * NY * NX / best / 1e6
+            ratio = "-"
+            if reference is not None:
+                ratio = f"{best / (reference * t / args.stream_t):.2f}"
+            default = " (CLI default)" if codec == INDICES_CODEC else ""
+            print(
+                f"| ours{default} | {codec} | {shape} | {best:.2f} | {tp:,.0f} | {ratio} "
+                f"| {res['out_bytes_on_disk'] / 1e9:.2f} | {res['peak_rss_bytes'] / 1e9:.2f} |",
+                flush=True,
+            )
+        print()
+        print(
+            "streaming: lazy open_zarr (chunks t=5) + compute_indices (default engine) + "
+            "openeo_deepfeatures.io.write_zarr (zarr v3, 32 indices per chunk) with the codec "
+            "(lz4: blosc lz4 + byte shuffle, level 5; zstd: level 3; none), fresh process per "
+            "row, best of the runs in it; the input zarr is written beforehand (not timed). "
+            "x in-memory: seconds over the in-memory default's warm median at the same t "
+            "(scaled by t for other sizes). Peak memory: VmHWM of the row's process."
+        )
+    print(
+        "cold: an engine's first call in its process; warm: the best of the next "
+        f"{args.warm}. Ratios are per repeat (same process, interleaved), then median and "
+        "range over the repeats. NUMPY_MADVISE_HUGEPAGE="
+        + os.environ.get("NUMPY_MADVISE_HUGEPAGE", "<unset: numpy default>")
+        + f". ours: compute_indices on a numpy-backed DataArray, default threads "
+        f"({os.cpu_count()}); spyndex: computeKernel + computeIndex per constant set, "
+        "one float32 array per band."
+    )
     print(_other_load(cpu0))
+    print(f"load average after the run: {'/'.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"total benchmark time: {time.perf_counter() - start:.0f} s")
 
 

@@ -107,7 +107,7 @@ def _is_dn(cube) -> bool:
 
 def _cmd_compute(args: argparse.Namespace) -> int:
     from .indices import compute_indices, load_formulas
-    from .io import open_cube, write_zarr
+    from .io import INDICES_CODEC, open_cube, write_zarr
     from .sentinel2 import canonical_cube, preprocess_s2
 
     t0 = time.perf_counter()
@@ -131,7 +131,14 @@ def _cmd_compute(args: argparse.Namespace) -> int:
         formulas=formulas,
     )
     with _reading(args.input):
-        write_zarr(si, args.output, overwrite=args.overwrite, progress=not args.quiet)
+        write_zarr(
+            si,
+            args.output,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+            codec=args.codec or INDICES_CODEC,
+            level=args.level,
+        )
     if not args.quiet:
         print(
             f"wrote {args.output}: {si.sizes['bands']} indices, shape {dict(si.sizes)}, "
@@ -407,6 +414,15 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--variable", help="variable holding the cube (netCDF/zarr)")
     comp.add_argument("--band-names", nargs="+", help="band labels (GeoTIFF without descriptions)")
     comp.add_argument("--chunks", nargs="+", metavar="DIM=SIZE", help="dask chunks, e.g. t=10")
+    comp.add_argument(
+        "--codec",
+        choices=["zstd", "lz4", "none"],
+        help="zarr compression of the index cube (default lz4: blosc lz4 + shuffle, fastest to "
+        "stream; zstd: zarr's default)",
+    )
+    comp.add_argument(
+        "--level", type=int, help="compression level (zstd 1-22, default 3; lz4 1-9, default 5)"
+    )
     comp.add_argument("--overwrite", action="store_true")
     comp.add_argument("-q", "--quiet", action="store_true")
     comp.set_defaults(func=_cmd_compute)

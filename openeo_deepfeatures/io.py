@@ -24,7 +24,17 @@ import xarray as xr
 from .errors import FileContentInvalid, FileNotFound, ProcessParameterInvalid
 from .memory import heap_for_large_arrays, release_memory
 
-__all__ = ["atomic_path", "clean_attrs", "keep_coordinates", "open_cube", "write_zarr"]
+__all__ = [
+    "CODECS",
+    "DEFAULT_CODEC",
+    "INDICES_CODEC",
+    "atomic_path",
+    "clean_attrs",
+    "keep_coordinates",
+    "open_cube",
+    "write_zarr",
+    "zarr_compressors",
+]
 
 _GEOTIFF = (".tif", ".tiff", ".gtiff")
 _NETCDF = (".nc", ".nc4", ".netcdf", ".cdf", ".h5")
@@ -354,6 +364,51 @@ def _restore_handlers() -> None:
         del _previous_handlers[signum]
 
 
+#: ``codec`` choices of :func:`write_zarr`; level ranges and defaults per codec.
+CODECS = {"zstd": (1, 22, 3), "lz4": (1, 9, 5), "none": None}
+#: Default codec of :func:`write_zarr` (zarr's own default: zstd level 3).
+DEFAULT_CODEC = "zstd"
+#: Default codec of ``deepfeatures indices compute``: the fastest to stream that still
+#: compresses; measured per codec by ``benchmarks/bench_indices.py`` (streaming rows).
+INDICES_CODEC = "lz4"
+
+
+def zarr_compressors(codec: str = DEFAULT_CODEC, level: int | None = None) -> tuple | None:
+    """zarr v3 compressors for a ``codec`` name (``"zstd"``, ``"lz4"``, ``"none"``) and level.
+
+    ``zstd``: :class:`zarr.codecs.ZstdCodec` (level 1-22, default 3); ``lz4``:
+    :class:`zarr.codecs.BloscCodec` with lz4 and byte shuffle (level 1-9, default 5);
+    ``none``: uncompressed (``None``).
+    """
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    if codec not in CODECS:
+        raise ProcessParameterInvalid(
+            process="save_result",
+            parameter="codec",
+            reason=f"expected one of {', '.join(CODECS)}, got {codec!r}.",
+        )
+    limits = CODECS[codec]
+    if limits is None:
+        if level is not None:
+            raise ProcessParameterInvalid(
+                process="save_result", parameter="level", reason="codec 'none' takes no level."
+            )
+        return None
+    low, high, default = limits
+    if level is None:
+        level = default
+    if isinstance(level, bool) or not isinstance(level, int) or not low <= level <= high:
+        raise ProcessParameterInvalid(
+            process="save_result",
+            parameter="level",
+            reason=f"codec {codec!r} takes an integer level {low}..{high}, got {level!r}.",
+        )
+    if codec == "zstd":
+        return (ZstdCodec(level=level),)
+    return (BloscCodec(cname="lz4", clevel=level, shuffle="shuffle"),)
+
+
 def write_zarr(
     da: xr.DataArray,
     path: str | os.PathLike,
@@ -361,10 +416,13 @@ def write_zarr(
     overwrite: bool = False,
     chunks: dict | None = None,
     progress: bool = False,
+    codec: str = DEFAULT_CODEC,
+    level: int | None = None,
 ) -> Path:
     """Write a cube to a zarr (v3) store atomically, CRS kept as a CF grid mapping.
 
     ``chunks``: output chunk sizes by dimension (default: the dask chunks, ``bands`` at most 32).
+    ``codec``, ``level``: compression of the data variable, see :func:`zarr_compressors`.
 
     Without a dask.distributed client, a cube of many chunks is computed and written a few
     chunks at a time (:data:`REGION_CHUNKS`), and memory freed by each is handed back to the
@@ -372,6 +430,7 @@ def write_zarr(
     """
     import rioxarray  # noqa: F401
 
+    compressors = zarr_compressors(codec, level)  # bad choices fail before anything is written
     name = da.name or "data"
     da = da.rename(name)
     da.attrs = clean_attrs(da.attrs)
@@ -401,6 +460,7 @@ def write_zarr(
     if store_chunks is not None:
         ds[name].encoding["chunks"] = store_chunks
     keep_coordinates(ds)
+    ds[name].encoding["compressors"] = compressors
     with atomic_path(path, overwrite=overwrite) as tmp, _consolidated_v3():
         delayed = ds.to_zarr(
             tmp,

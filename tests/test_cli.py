@@ -105,6 +105,31 @@ def test_compute_zarr_of_band_variables_with_constants(tmp_path):
     np.testing.assert_allclose(open_cube(out).values, expected.values, rtol=1e-6)
 
 
+def test_compute_codec_choice(tmp_path, capsys):
+    import zarr
+
+    cube = make_cube(bands=["B04", "B08"])
+    src = tmp_path / "in.nc"
+    cube.to_netcdf(src)
+    out = tmp_path / "o.zarr"
+    args = ["indices", "compute", str(src), "-o", str(out), "--indices", "NDVI", "-q"]
+    assert main(args) == 0  # default: lz4
+    codecs = zarr.open_array(out / "spectral_indices").metadata.codecs
+    assert type(codecs[1]).__name__ == "BloscCodec" and codecs[1].cname.value == "lz4"
+    assert main([*args, "--codec", "zstd", "--level", "7", "--overwrite"]) == 0
+    codecs = zarr.open_array(out / "spectral_indices").metadata.codecs
+    assert [type(c).__name__ for c in codecs] == ["BytesCodec", "ZstdCodec"]
+    assert codecs[1].level == 7
+    assert main([*args, "--codec", "none", "--overwrite"]) == 0
+    codecs = zarr.open_array(out / "spectral_indices").metadata.codecs
+    assert [type(c).__name__ for c in codecs] == ["BytesCodec"]
+    np.testing.assert_allclose(
+        open_cube(out).values, odf.compute_indices(cube, "NDVI").values, rtol=1e-6
+    )
+    assert main([*args, "--codec", "lz4", "--level", "30", "--overwrite"]) == 2
+    assert "level" in capsys.readouterr().err
+
+
 def test_bad_input_leaves_no_output(tmp_path, capsys):
     # float DN without SCL or metadata: nothing tells they are DN until the values are seen;
     # refused while computing, nothing written

@@ -88,3 +88,55 @@ def test_write_zarr_streams_regions_and_keeps_an_enlarged_last_chunk(tmp_path, m
     back = xr.open_zarr(path, consolidated=False)["cube"]
     assert back.encoding["chunks"] == (2, 3, 4, 4)
     np.testing.assert_array_equal(back.values, values)
+
+
+@pytest.mark.parametrize(
+    ("codec", "level", "expected"),
+    [
+        ("zstd", None, ("ZstdCodec", 3)),
+        ("zstd", 9, ("ZstdCodec", 9)),
+        ("lz4", None, ("BloscCodec", 5)),
+        ("lz4", 1, ("BloscCodec", 1)),
+        ("none", None, None),
+    ],
+)
+def test_write_zarr_codecs(tmp_path, codec, level, expected):
+    import zarr
+
+    cube = make_cube(bands=["B04", "B08"]).chunk({"t": 1})
+    path = write_zarr(cube, tmp_path / "c.zarr", codec=codec, level=level)
+    name = cube.name or "data"
+    codecs = zarr.open_array(path / name).metadata.codecs
+    compressors = [c for c in codecs if type(c).__name__ != "BytesCodec"]
+    if expected is None:
+        assert compressors == []
+    else:
+        (compressor,) = compressors
+        assert type(compressor).__name__ == expected[0]
+        assert getattr(compressor, "level", getattr(compressor, "clevel", None)) == expected[1]
+        if expected[0] == "BloscCodec":
+            assert compressor.cname.value == "lz4" and compressor.shuffle.value == "shuffle"
+    back = open_cube(path).compute()
+    np.testing.assert_array_equal(back.values, cube.values)
+
+
+@pytest.mark.parametrize(
+    ("codec", "level", "match"),
+    [("gzip", None, "codec"), ("zstd", 0, "level"), ("lz4", 10, "level"), ("none", 3, "level")],
+)
+def test_write_zarr_bad_codec_writes_nothing(tmp_path, codec, level, match):
+    with pytest.raises(ProcessParameterInvalid, match=match):
+        write_zarr(make_cube(bands=["B04"]), tmp_path / "c.zarr", codec=codec, level=level)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_default_codecs(tmp_path):
+    import zarr
+
+    from openeo_deepfeatures.io import DEFAULT_CODEC, INDICES_CODEC, zarr_compressors
+
+    assert (DEFAULT_CODEC, INDICES_CODEC) == ("zstd", "lz4")
+    cube = make_cube(bands=["B04"])
+    path = write_zarr(cube, tmp_path / "c.zarr")
+    (compressor,) = zarr.open_array(path / (cube.name or "data")).metadata.codecs[1:]
+    assert compressor == zarr_compressors(DEFAULT_CODEC)[0]

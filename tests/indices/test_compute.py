@@ -27,6 +27,8 @@ ALL_S2 = odf.list_indices()
 DEMO_BANDS = ["B02", "B03", "B04", "B08", "B8A", "B11"]
 DEMO_INDICES = odf.list_indices(bands=[*DEMO_BANDS, "PAR"])  # PAR given as a constant
 CASES = [("synthetic", i) for i in ALL_S2] + [("demo", i) for i in DEMO_INDICES]
+#: Both evaluators of the compiled program (numba is a dependency: neither is skipped).
+ENGINES = ["numpy", "numba"]
 
 
 def _synthetic() -> xr.DataArray:
@@ -50,18 +52,20 @@ def cases(demo_reflectance):
         resolved = {r.name: r for r in resolve_indices(None, labels, {"PAR": PAR})}
         band_arrays = {b: cube.sel(bands=b).values for b in labels}
         for backend in ("numpy", "dask"):
-            source = cube.chunk({"t": 3, "y": 7}) if backend == "dask" else cube
-            result = odf.compute_indices(source, constants={"PAR": PAR})
-            if backend == "dask":
-                assert isinstance(result.data, da.Array)
-            out[(name, backend)] = (resolved, band_arrays, result.compute())
+            for engine in ENGINES:
+                source = cube.chunk({"t": 3, "y": 7}) if backend == "dask" else cube
+                result = odf.compute_indices(source, constants={"PAR": PAR}, engine=engine)
+                if backend == "dask":
+                    assert isinstance(result.data, da.Array)
+                out[(name, backend, engine)] = (resolved, band_arrays, result.compute())
     return out
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("backend", ["numpy", "dask"])
 @pytest.mark.parametrize(("case", "index"), CASES)
-def test_matches_spyndex(cases, case, backend, index):
-    resolved, band_arrays, result = cases[(case, backend)]
+def test_matches_spyndex(cases, case, backend, engine, index):
+    resolved, band_arrays, result = cases[(case, backend, engine)]
     expected = spyndex_index(resolved[index], band_arrays)
     got = result.sel(bands=index).values
     assert got.dtype == np.float32
@@ -72,22 +76,47 @@ def test_matches_spyndex(cases, case, backend, index):
 
 
 def test_every_synthetic_index_is_computed(cases):
-    _, _, result = cases[("synthetic", "numpy")]
+    _, _, result = cases[("synthetic", "numpy", "numba")]
     assert sorted(result["bands"].values.tolist()) == sorted(ALL_S2)
     assert len(ALL_S2) >= 240
 
 
 def test_demo_bands_give_many_indices(cases):
-    _, _, result = cases[("demo", "numpy")]
+    _, _, result = cases[("demo", "numpy", "numba")]
     assert sorted(result["bands"].values.tolist()) == DEMO_INDICES
     assert len(DEMO_INDICES) >= 130
 
 
-def test_numpy_and_dask_identical(cases):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_numpy_and_dask_identical(cases, engine):
     for case in ("synthetic", "demo"):
-        a = cases[(case, "numpy")][2]
-        b = cases[(case, "dask")][2]
+        a = cases[(case, "numpy", engine)][2]
+        b = cases[(case, "dask", engine)][2]
         xr.testing.assert_identical(a, b)
+
+
+def test_engines_agree_and_auto_is_numba(cases):
+    for case in ("synthetic", "demo"):
+        a = cases[(case, "numpy", "numpy")][2]
+        b = cases[(case, "numpy", "numba")][2]
+        np.testing.assert_array_equal(np.isnan(a.values), np.isnan(b.values))
+        np.testing.assert_allclose(a.values, b.values, rtol=1e-6, atol=1e-7, equal_nan=True)
+    cube = _synthetic()
+    xr.testing.assert_identical(
+        odf.compute_indices(cube, ["NDVI", "EVI"]),
+        odf.compute_indices(cube, ["NDVI", "EVI"], engine="numba"),
+    )
+
+
+def test_engine_option_errors(monkeypatch):
+    cube = _synthetic()
+    with pytest.raises(ProcessParameterInvalid, match="engine"):
+        odf.compute_indices(cube, "NDVI", engine="cuda")
+    from openeo_deepfeatures.indices import compute as compute_module
+
+    monkeypatch.setattr(compute_module, "numba_available", lambda: False)
+    with pytest.raises(ProcessParameterInvalid, match="pip install numba"):
+        odf.compute_indices(cube, "NDVI", engine="numba")
 
 
 def test_known_values_by_hand():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from openeo_deepfeatures.udf import spectral_indices as si_udf
 from openeo_deepfeatures.udf.spectral_indices import run_program
 
 from openeo_deepfeatures.indices.dag import Dag, compile_program
@@ -14,6 +15,8 @@ from openeo_deepfeatures.indices.resolve import compile_indices
 
 LABELS = ["B04", "B08", "B03"]
 SYMS = {"R": "B04", "N": "B08", "G": "B03"}
+#: Both evaluators of a program (numba is a dependency: neither is skipped).
+ENGINES = ["numpy", "numba"]
 
 
 def numpy_eval(expr, env):
@@ -69,10 +72,11 @@ def test_root_read_by_other_index_is_copied_from_register():
     assert ("div", "r") in kinds and ("copy", "o") in kinds
 
 
-def test_identical_indices_and_band_passthrough():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_identical_indices_and_band_passthrough(engine):
     program, _, _ = compile_formulas({"A": "N * R", "B": "R * N", "C": "N", "K": "2 * 3"})
     x = np.array([[[0.5, 0.25], [2.0, 4.0], [1.0, 1.0]]], dtype=np.float32)
-    out = run_program(program.to_dict(), reorder(program, x))
+    out = run_program(program.to_dict(), reorder(program, x), engine=engine)
     np.testing.assert_allclose(out[0], [[1.0, 1.0], [1.0, 1.0], [2.0, 4.0], [6.0, 6.0]])
 
 
@@ -102,18 +106,21 @@ exprs = st.recursive(
 )
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(exprs, min_size=1, max_size=6), st.sampled_from([1, 3, 7, 64]), st.sampled_from([1, 2])
 )
-def test_program_equals_direct_numpy(formulas, block, threads):
+def test_program_equals_direct_numpy(engine, formulas, block, threads):
     named = {f"I{i}": f for i, f in enumerate(formulas)}
     program, _, _ = compile_formulas(named)
     rng = np.random.default_rng(len(formulas))
     x = rng.uniform(-1, 1, size=(2, 3, 50)).astype(np.float32)
     x[0, 0, :3] = np.nan
     x[1, 1, 4] = 0.0
-    got = run_program(program.to_dict(), reorder(program, x), block=block, threads=threads)
+    got = run_program(
+        program.to_dict(), reorder(program, x), block=block, threads=threads, engine=engine
+    )
     env = {s: x[:, LABELS.index(label)].astype(np.float64) for s, label in SYMS.items()}
     with np.errstate(all="ignore"):
         for j, (name, text) in enumerate(named.items()):
@@ -126,18 +133,52 @@ def test_program_equals_direct_numpy(formulas, block, threads):
             )
 
 
-def test_float32_precision_option_and_errors():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_float32_precision_option_and_errors(engine):
     program = compile_indices(["NDVI"], ["B04", "B08"]).to_dict()
     x = np.array([[[0.1, 0.2], [0.5, 0.6]]], dtype=np.float32)
-    a = run_program(program, x, precision="float32")
-    b = run_program(program, x)
+    a = run_program(program, x, precision="float32", engine=engine)
+    b = run_program(program, x, engine=engine)
     np.testing.assert_allclose(a, b, rtol=1e-6)
     with pytest.raises(ValueError, match="precision"):
-        run_program(program, x, precision="float16")
+        run_program(program, x, precision="float16", engine=engine)
     with pytest.raises(ValueError, match="expected x"):
-        run_program(program, x[:, :1])
+        run_program(program, x[:, :1], engine=engine)
     with pytest.raises(ValueError, match="unknown instruction"):
-        run_program({**program, "instructions": [["eval", ["o", 0], ["x", 0]]]}, x)
+        run_program({**program, "instructions": [["eval", ["o", 0], ["x", 0]]]}, x, engine=engine)
+    with pytest.raises(ValueError, match="engine"):
+        run_program(program, x, engine="fortran")
+
+
+def test_numba_engine_without_numba(monkeypatch):
+    monkeypatch.setattr(si_udf, "numba_available", lambda: False)
+    program = compile_indices(["NDVI"], ["B04", "B08"]).to_dict()
+    x = np.array([[[0.1, 0.2], [0.5, 0.6]]], dtype=np.float32)
+    with pytest.raises(ImportError, match="needs numba"):
+        run_program(program, x, engine="numba")
+    np.testing.assert_array_equal(
+        run_program(program, x, engine="auto"), run_program(program, x, engine="numpy")
+    )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_engines_agree_on_every_index_and_edge_values(engine, precision):
+    """Every catalogue index, both engines, with NaN, zeros, negative and huge inputs."""
+    bands = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+    program = compile_indices(None, bands).to_dict()
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0.005, 0.8, size=(3, len(program["inputs"]), 700)).astype(np.float32)
+    x[0, :, :5] = 0.0
+    x[1, 2, :9] = np.nan
+    x[2, :, :4] = -0.3
+    x[2, 3, 10:14] = 3e38
+    x64 = x.astype(np.float64)
+    ref = run_program(program, x64, engine="numpy", precision=precision, block=333)
+    got = run_program(program, x, engine=engine, precision=precision, threads=2, block=100)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    rtol = 1e-5 if precision == "float64" else 2e-3
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=1e-6, equal_nan=True)
 
 
 def test_program_is_json_data():

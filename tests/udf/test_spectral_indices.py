@@ -68,6 +68,14 @@ def test_execute_local_udf(reflectance, tmp_path):
     assert_same(got, odf.compute_indices(cube, ["NDVI", "EVI", "kNDVI", "NDWI"]))
 
 
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+def test_engine_in_context(reflectance, engine):
+    cube = reflectance.isel(t=slice(0, 3))
+    program = program_for(cube)
+    got = run_udf(cube, {"program": program, "engine": engine, "threads": 2})
+    assert_same(got, odf.compute_indices(cube, engine=engine))
+
+
 def test_constants_precision_and_program_as_json_text(reflectance):
     cube = reflectance.isel(t=slice(0, 20))
     constants = {"SAVI": {"L": 0.25}}
@@ -149,7 +157,8 @@ def test_digital_numbers_refused(reflectance):
 
 
 def test_imports_nothing_of_the_package():
-    allowed = {"numpy", "xarray"} | set(sys.stdlib_module_names)
+    # numba is optional: imported only by the numba engine, which "auto" picks when it is there
+    allowed = {"numpy", "xarray", "numba"} | set(sys.stdlib_module_names)
     tree = ast.parse(CODE)
     modules = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     modules |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
@@ -157,13 +166,16 @@ def test_imports_nothing_of_the_package():
     assert {m.split(".")[0] for m in modules} <= allowed
 
 
-def test_runs_without_the_package(reflectance, tmp_path):
+@pytest.mark.parametrize("with_numba", [True, False], ids=["with-numba", "numpy-only"])
+def test_runs_without_the_package(reflectance, tmp_path, with_numba):
     cube = reflectance.isel(t=slice(0, 5))
     cube.drop_vars("spatial_ref").to_netcdf(tmp_path / "in.nc")
     program = program_for(cube, ["NDVI", "kNDVI", "EVI"])
+    block_numba = "" if with_numba else 'sys.modules["numba"] = None'
     script = textwrap.dedent(
         f"""
         import importlib.util, json, sys
+        {block_numba}
         sys.modules["openeo_deepfeatures"] = None
         try:
             import openeo_deepfeatures
@@ -177,9 +189,11 @@ def test_runs_without_the_package(reflectance, tmp_path):
         spec.loader.exec_module(udf)
         cube = xarray.open_dataarray({str(tmp_path / "in.nc")!r})
         program = json.loads({json.dumps(program)!r})
+        assert udf.resolve_engine("auto") == {"'numba'" if with_numba else "'numpy'"}
         udf.apply_datacube(cube, {{"program": program}}).to_netcdf({str(tmp_path / "out.nc")!r})
         """
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=300)
     got = xr.open_dataarray(tmp_path / "out.nc").load()
-    assert_same(got, odf.compute_indices(cube, ["NDVI", "kNDVI", "EVI"]))
+    engine = "numba" if with_numba else "numpy"
+    assert_same(got, odf.compute_indices(cube, ["NDVI", "kNDVI", "EVI"], engine=engine))
