@@ -8,6 +8,7 @@ unexpected failure is a 500 with the error's type and message (the traceback goe
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 import uuid
@@ -75,6 +76,19 @@ class StoredProcess(Process):
     id: str | None = Field(default=None)
 
 
+class _CollapseSlashes:
+    """``//jobs/1`` is ``/jobs/1``: clients that join a base URL ending in ``/`` still arrive."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and "//" in scope["path"]:
+            path = re.sub("/{2,}", "/", scope["path"])
+            scope = {**scope, "path": path, "raw_path": path.encode()}
+        await self.app(scope, receive, send)
+
+
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
@@ -122,6 +136,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app = FastAPI(title=config.title, version=caps.API_VERSION, lifespan=lifespan)
     app.state.config = config
     app.state.jobs = jobs
+    app.add_middleware(_CollapseSlashes)
     app.add_middleware(
         CORSMiddleware,
         allow_origin_regex=".*",
@@ -197,6 +212,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         from ..local.udf import udf_runtimes
 
         return udf_runtimes()
+
+    @app.get("/service_types")
+    def get_service_types() -> dict[str, Any]:
+        return {}  # no secondary web services (WMTS, ...)
 
     @app.get("/collections")
     def get_collections(request: Request) -> dict[str, Any]:
@@ -342,9 +361,16 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     @app.get("/jobs/{job_id}/results")
     def job_results(
         job_id: str, request: Request, authorization: str | None = Header(None)
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         user(authorization)
-        return jobs.results(job_id, _base(request))
+        # a local backend charges nothing: the API asks for 0 then
+        return JSONResponse(jobs.results(job_id, _base(request)), headers={"OpenEO-Costs": "0"})
+
+    @app.get("/jobs/{job_id}/estimate")
+    def job_estimate(job_id: str, authorization: str | None = Header(None)) -> dict[str, Any]:
+        user(authorization)
+        jobs.describe(job_id)  # JobNotFound for unknown ids
+        return {"costs": 0}
 
     @app.delete("/jobs/{job_id}/results", status_code=204)
     def cancel_job(job_id: str, authorization: str | None = Header(None)) -> Response:

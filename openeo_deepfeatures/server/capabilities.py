@@ -22,6 +22,7 @@ ENDPOINTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("/conformance", ("GET",)),
     ("/file_formats", ("GET",)),
     ("/udf_runtimes", ("GET",)),
+    ("/service_types", ("GET",)),
     ("/collections", ("GET",)),
     ("/collections/{collection_id}", ("GET",)),
     ("/processes", ("GET",)),
@@ -34,6 +35,7 @@ ENDPOINTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("/jobs", ("GET", "POST")),
     ("/jobs/{job_id}", ("GET", "PATCH", "DELETE")),
     ("/jobs/{job_id}/results", ("GET", "POST", "DELETE")),
+    ("/jobs/{job_id}/estimate", ("GET",)),
     ("/jobs/{job_id}/logs", ("GET",)),
 )
 

@@ -22,7 +22,9 @@ class ProcessGraphStore:
 
     def _path(self, process_graph_id: str) -> Path:
         if not safe_id(process_graph_id):
-            raise BadRequest(reason=f"process graph id {process_graph_id!r} must match ^\\w+$.")
+            raise BadRequest(
+                reason=f"process graph id {process_graph_id!r} may hold letters, digits, _ and - only."
+            )
         return self.folder / f"{process_graph_id}.json"
 
     def put(self, process_graph_id: str, process: dict[str, Any]) -> None:

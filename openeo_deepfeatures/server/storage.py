@@ -11,11 +11,11 @@ from typing import Any
 
 __all__ = ["read_json", "safe_id", "write_json"]
 
-_ID = re.compile(r"^\w+$")
+_ID = re.compile(r"^[\w\-]+$")
 
 
 def safe_id(value: str) -> bool:
-    """Ids become file names: letters, digits and underscores only (the openEO UDP pattern)."""
+    """Ids become file names: letters, digits, ``_`` and ``-`` (openEO UDPs: ``^\\w+$``)."""
     return bool(_ID.match(value))
 
 
