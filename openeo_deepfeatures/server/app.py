@@ -122,10 +122,11 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         return save_value(value, output)
 
     jobs = JobManager(config.jobs / "jobs", run)
+    # connected now, so an unreachable scheduler is an error before the server starts
+    client = connect_scheduler(config.scheduler)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = connect_scheduler(config.scheduler)
         try:
             yield
         finally:
@@ -136,6 +137,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app = FastAPI(title=config.title, version=caps.API_VERSION, lifespan=lifespan)
     app.state.config = config
     app.state.jobs = jobs
+    app.state.dask_client = client
     app.add_middleware(_CollapseSlashes)
     app.add_middleware(
         CORSMiddleware,

@@ -327,3 +327,15 @@ def test_jobs_left_running_by_a_stopped_server_are_errors(tmp_path):
         assert "stopped" in logs[-1]["message"]
     finally:
         srv.stop()
+
+
+def test_json_output_of_a_cube(server):
+    r = requests.post(
+        f"{server.url}/result",
+        json=graph(a=load(bands=["B04"]), s=save("a", "JSON")),
+        headers=server.auth,
+    )
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    cube = xr.DataArray.from_dict(r.json())
+    assert cube.dims == ("t", "bands", "y", "x") and cube.shape == (2, 1, 5, 5)
+    assert list(cube["bands"].values) == ["B04"]
