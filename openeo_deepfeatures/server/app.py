@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +28,8 @@ from starlette.exceptions import HTTPException
 
 from ..errors import OpenEOError
 from . import capabilities as caps
-from .auth import basic_login, check_bearer
+from .auth import basic_login, check_bearer, check_signature
+from .auth import signature as sign_path
 from .collections import Catalog, with_links
 from .config import ServerConfig
 from .errors import BadRequest, NotFound, ProcessGraphMissing, error_body
@@ -345,7 +347,12 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         job_id: str, body: JobUpdate, authorization: str | None = Header(None)
     ) -> Response:
         user(authorization)
-        jobs.update(job_id, body.model_dump(exclude_unset=True, exclude_none=True))
+        update = body.model_dump(exclude_unset=True, exclude_none=True)
+        if "process" in update:
+            from ..local.graph import load_graph
+
+            load_graph(update["process"])
+        jobs.update(job_id, update)
         return Response(status_code=204)
 
     @app.delete("/jobs/{job_id}", status_code=204)
@@ -366,7 +373,9 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     ) -> JSONResponse:
         user(authorization)
         # a local backend charges nothing: the API asks for 0 then
-        return JSONResponse(jobs.results(job_id, _base(request)), headers={"OpenEO-Costs": "0"})
+        sign = partial(sign_path, token=config.token)
+        results = jobs.results(job_id, _base(request), sign)
+        return JSONResponse(results, headers={"OpenEO-Costs": "0"})
 
     @app.get("/jobs/{job_id}/estimate")
     def job_estimate(job_id: str, authorization: str | None = Header(None)) -> dict[str, Any]:
@@ -381,8 +390,15 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         return Response(status_code=204)
 
     @app.get("/jobs/{job_id}/results/assets/{name}")
-    def job_asset(job_id: str, name: str, authorization: str | None = Header(None)) -> Response:
-        user(authorization)
+    def job_asset(
+        job_id: str,
+        name: str,
+        request: Request,
+        signature: str | None = None,
+        authorization: str | None = Header(None),
+    ) -> Response:
+        if not check_signature(request.url.path, signature, config.token):
+            user(authorization)
         path = jobs.asset(job_id, name)
         return FileResponse(path, filename=name)
 

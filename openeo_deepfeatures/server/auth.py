@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 
 from .errors import AuthenticationRequired, CredentialsInvalid, TokenInvalid
 
-__all__ = ["basic_login", "check_bearer"]
+__all__ = ["basic_login", "check_bearer", "check_signature", "signature"]
 
 
 def basic_login(header: str | None, token: str) -> str:
@@ -37,3 +38,14 @@ def check_bearer(header: str | None, token: str) -> None:
     presented = value.removeprefix("basic//")
     if not hmac.compare_digest(presented.encode(), token.encode()):
         raise TokenInvalid()
+
+
+def signature(path: str, token: str) -> str:
+    """``signature=...`` for a URL path: result downloads that need no header (signed URLs)."""
+    digest = hmac.new(token.encode(), path.encode(), hashlib.sha256).hexdigest()
+    return f"signature={digest}"
+
+
+def check_signature(path: str, presented: str | None, token: str) -> bool:
+    expected = signature(path, token).removeprefix("signature=")
+    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())

@@ -282,16 +282,23 @@ class JobManager:
         folder = self._path(job_id) / "results"
         return {p.name: p for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
 
-    def results(self, job_id: str, base_url: str) -> dict[str, Any]:
-        """The results as a STAC Collection whose assets the server serves."""
+    def results(
+        self, job_id: str, base_url: str, sign: Callable[[str], str] | None = None
+    ) -> dict[str, Any]:
+        """The results as a STAC Collection whose assets the server serves.
+
+        ``sign(path)`` gives a query string that makes an asset URL work without the
+        ``Authorization`` header (a browser following a download link sends none).
+        """
         files = self.result_files(job_id)
         with self._lock:
             job = dict(self._get(job_id))
         assets = {}
         for name, path in files.items():
             href_name = f"{name}.zip" if path.is_dir() else name
+            href = f"/jobs/{job_id}/results/assets/{href_name}"
             assets[href_name] = {
-                "href": f"{base_url}/jobs/{job_id}/results/assets/{href_name}",
+                "href": f"{base_url}{href}" + (f"?{sign(href)}" if sign else ""),
                 "title": name,
                 "type": _MEDIA.get(path.suffix.lower(), "application/octet-stream"),
                 "roles": ["data"],

@@ -279,6 +279,10 @@ def test_job_lifecycle_and_restart(server, tmp_path):
     assert name == "result.tif" and asset["type"].startswith("image/tiff")
     data = requests.get(asset["href"], headers=auth).content
     assert len(data) == asset["file:size"]
+    # signed URLs: a browser following the link sends no Authorization header
+    assert requests.get(asset["href"]).content == data
+    tampered = asset["href"].replace("signature=", "signature=0")
+    assert_openeo_error(requests.get(tampered), 401, "AuthenticationRequired")
     logs = requests.get(f"{job_url}/logs", headers=auth).json()["logs"]
     assert [e["message"] for e in logs] == [
         "Job created.", "Job queued.", "Job started.", "Job finished."
