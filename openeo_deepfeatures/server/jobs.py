@@ -223,8 +223,16 @@ class JobManager:
         def progress(fraction: float) -> None:
             with self._lock:
                 current = self._current(job_id, run_id)
-                if current is not None:
-                    current["progress"] = round(99 * fraction, 1)
+                if current is None:
+                    return
+                # a later dask computation of the same graph adds tasks: never go back
+                before = current["progress"]
+                current["progress"] = max(before, round(99 * fraction, 1))
+                for quarter in range(
+                    int(4 * before / 99) + 1, int(4 * current["progress"] / 99) + 1
+                ):
+                    if quarter < 4:
+                        self._add_log(current, "debug", f"{25 * quarter}% of the dask tasks done.")
 
         results = self._path(job_id) / "results"
         try:

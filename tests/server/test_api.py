@@ -284,9 +284,13 @@ def test_job_lifecycle_and_restart(server, tmp_path):
     tampered = asset["href"].replace("signature=", "signature=0")
     assert_openeo_error(requests.get(tampered), 401, "AuthenticationRequired")
     logs = requests.get(f"{job_url}/logs", headers=auth).json()["logs"]
-    assert [e["message"] for e in logs] == [
+    assert [e["message"] for e in logs if e["level"] == "info"] == [
         "Job created.", "Job queued.", "Job started.", "Job finished."
     ]  # fmt: skip
+    progress = [e["message"] for e in logs if e["level"] == "debug"]
+    assert progress == [f"{p}% of the dask tasks done." for p in (25, 50, 75)]
+    info = requests.get(f"{job_url}/logs?level=info", headers=auth).json()["logs"]
+    assert all(e["level"] != "debug" for e in info) and len(info) == 4
 
     # a second server on the same folder (a restart) lists the job and serves its results
     again = start_server(ServerConfig(jobs=server.config.jobs, token="other"))
