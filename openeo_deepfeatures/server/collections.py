@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -23,8 +24,25 @@ _SUFFIXES = (".nc", ".zarr", ".tif", ".tiff")
 _DATACUBE = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
 
 
-def _collection_id(path: Path) -> str:
-    return re.sub(r"[^\w\-.]", "_", path.stem)
+def _collection_id(name: str) -> str:
+    """Letters, digits and ``_ - . ~`` (openEO ids may hold ``/`` too; URL paths may not)."""
+    return re.sub(r"[^\w\-.~]", "_", name)
+
+
+def _cubes(folder: Path) -> list[Path]:
+    """Cube files and zarr stores in ``folder`` and below (a zarr store is not descended into)."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in [d for d in dirs if d.lower().endswith(".zarr")]:
+            found.append(Path(root) / name)
+            dirs.remove(name)
+        found += [
+            Path(root) / f
+            for f in sorted(files)
+            if Path(f).suffix.lower() in _SUFFIXES and not f.startswith(".")
+        ]
+    return found
 
 
 class Catalog:
@@ -33,9 +51,12 @@ class Catalog:
     def __init__(self, folders: Iterable[Path] = ()) -> None:
         self.paths: dict[str, Path] = {}
         for folder in folders:
-            for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else ():
-                if path.suffix.lower() in _SUFFIXES and not path.name.startswith("."):
-                    self.paths.setdefault(_collection_id(path), path.resolve())
+            for path in _cubes(Path(folder)):
+                cid = _collection_id(path.stem)
+                if cid in self.paths or cid == DEMO_ID:  # the same name twice: with its folders
+                    parts = path.relative_to(folder).with_suffix("").parts
+                    cid = _collection_id(".".join(parts))
+                self.paths.setdefault(cid, path.resolve())
         self._metadata: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -61,9 +82,14 @@ class Catalog:
             raise CollectionNotFound(collection=collection_id)
         with self._lock:
             if collection_id not in self._metadata:
-                self._metadata[collection_id] = collection_metadata(
-                    collection_id, self._open(collection_id)
-                )
+                try:
+                    cube = self._open(collection_id)
+                except (OSError, ValueError, KeyError) as exc:  # a file that isn't a cube
+                    raise OpenEOError(
+                        f"collection '{collection_id}' ({self.paths[collection_id]}) can't be "
+                        f"read as a cube: {type(exc).__name__}: {exc}"
+                    ) from exc
+                self._metadata[collection_id] = collection_metadata(collection_id, cube)
             return self._metadata[collection_id]
 
     def _open(self, collection_id: str) -> xr.DataArray:
@@ -107,6 +133,13 @@ def collection_metadata(collection_id: str, cube: xr.DataArray) -> dict[str, Any
         dims["bands"] = {"type": "bands", "values": bands}
     bbox = list(cube.rio.transform_bounds("EPSG:4326")) if crs is not None else [-180, -90, 180, 90]
     description = cube.attrs.get("long_name") or cube.attrs.get("description")
+    license_id = "proprietary"  # unknown for a user's file: STAC's value for "see the provider"
+    if collection_id == DEMO_ID:
+        description = (
+            "The embedded demo cube: Sentinel-2 L2A digital numbers with SCL, 1 km2 in Romania "
+            "(EPSG:3035), from the nrt 0.2.1 wheel; contains modified Copernicus Sentinel data."
+        )
+        license_id = "EUPL-1.2"
     return {
         "stac_version": "1.0.0",
         "stac_extensions": [_DATACUBE],
@@ -114,7 +147,7 @@ def collection_metadata(collection_id: str, cube: xr.DataArray) -> dict[str, Any
         "id": collection_id,
         "title": collection_id,
         "description": str(description or f"Local cube {collection_id}."),
-        "license": "proprietary",
+        "license": license_id,
         "providers": [{"name": "openeo-deepfeatures (local)", "roles": ["host"]}],
         "extent": {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [interval]}},
         "cube:dimensions": dims,
