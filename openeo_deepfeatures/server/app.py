@@ -263,7 +263,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         process_graph_id: str, body: StoredProcess, authorization: str | None = Header(None)
     ) -> Response:
         user(authorization)
-        graph = body.model_dump(exclude_none=True)
+        graph = _top_level(body)
         from ..local.graph import load_graph
 
         load_graph(graph)  # ProcessGraphInvalid before anything is stored
@@ -331,7 +331,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         from ..local.graph import load_graph
 
         load_graph(body.process.model_dump())
-        job = jobs.create(body.model_dump(exclude_none=True))
+        job = jobs.create(_top_level(body))
         location = f"{_base(request)}/jobs/{job['id']}"
         return Response(
             status_code=201, headers={"Location": location, "OpenEO-Identifier": job["id"]}
@@ -347,7 +347,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         job_id: str, body: JobUpdate, authorization: str | None = Header(None)
     ) -> Response:
         user(authorization)
-        update = body.model_dump(exclude_unset=True, exclude_none=True)
+        update = _top_level(body, exclude_unset=True)
         if "process" in update:
             from ..local.graph import load_graph
 
@@ -413,6 +413,12 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         return jobs.logs(job_id, offset, level)
 
     return app
+
+
+def _top_level(body: BaseModel, *, exclude_unset: bool = False) -> dict[str, Any]:
+    """The body as a dict without its top-level nulls; nulls inside the graph are arguments."""
+    dumped = body.model_dump(exclude_unset=exclude_unset)
+    return {k: v for k, v in dumped.items() if v is not None}
 
 
 def _asset_file(item: Mapping[str, Any]) -> tuple[Path, str]:

@@ -306,6 +306,21 @@ def test_job_lifecycle_and_restart(server, tmp_path):
     assert_openeo_error(requests.get(job_url, headers=auth), 404, "JobNotFound")
 
 
+def test_null_arguments_in_a_job_stay(server):
+    """``spatial_extent: null`` (what the Python client sends without an extent) is an argument."""
+    node = load(bands=["B04"])
+    node["arguments"]["spatial_extent"] = None
+    node["arguments"]["temporal_extent"] = ["2015-08-01", "2015-08-02"]
+    body = graph(a=node, s=save("a", "netCDF"))
+    job_url = requests.post(f"{server.url}/jobs", json=body, headers=server.auth).headers[
+        "Location"
+    ]
+    stored = requests.get(job_url, headers=server.auth).json()["process"]["process_graph"]
+    assert stored["a"]["arguments"]["spatial_extent"] is None
+    requests.post(f"{job_url}/results", headers=server.auth)
+    assert wait_for(job_url, server.auth)["status"] == "finished"
+
+
 def test_failing_job_reports_the_error_and_leaves_no_results(server):
     body = graph(a=load(bands=["B99"]), s=save("a", "netCDF"))
     r = requests.post(f"{server.url}/jobs", json=body, headers=server.auth)
