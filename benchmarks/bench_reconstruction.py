@@ -1,6 +1,7 @@
 """Reconstruction of held-out data: the default encoder against PCA and mean baselines.
 
     python benchmarks/bench_reconstruction.py                 # the shipped default encoder
+    python benchmarks/bench_reconstruction.py --model s2-10m  # the shipped 10 m encoder
     python benchmarks/bench_reconstruction.py --per-channel   # and R2 / MAE of every channel
     python benchmarks/bench_reconstruction.py --cube build/default-encoder/training.zarr
 
@@ -42,12 +43,19 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DECODER = ROOT / "benchmarks" / "default_encoder" / "decoder.onnx"
+#: The decoder of each shipped model (same training run as the encoder).
+DECODERS = {
+    None: DECODER,
+    "default": DECODER,
+    "s2-10m": ROOT / "benchmarks" / "s2_10m_encoder" / "decoder.onnx",
+}
 MAKER = ROOT / "scripts" / "make_default_encoder.py"
 
 
 def _maker():
     spec = importlib.util.spec_from_file_location("make_default_encoder", MAKER)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
 
@@ -160,8 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     from openeo_deepfeatures.encoder.training_cube import training_cube_provenance
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="ONNX encoder (default: the shipped default encoder)")
-    parser.add_argument("--decoder", default=str(DECODER), help="its decoder (ONNX)")
+    parser.add_argument(
+        "--model", help="ONNX encoder or shipped model name (default: the shipped default encoder)"
+    )
+    parser.add_argument("--decoder", help="its decoder (ONNX; default: the shipped model's)")
     parser.add_argument("--cube", help="training cube to take the held-out split from")
     parser.add_argument("--split", default="test", choices=("test", "validation"))
     parser.add_argument("--per-channel", action="store_true", help="also a per-channel table")
@@ -169,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
 
     encoder = load_encoder(args.model)
     contract = encoder.contract
+    if args.decoder is None:
+        if args.model not in DECODERS:
+            raise SystemExit(f"--decoder is needed for the model {args.model}")
+        args.decoder = str(DECODERS[args.model])
     decoder = ort.InferenceSession(args.decoder, providers=["CPUExecutionProvider"])
     meta = decoder.get_modelmeta().custom_metadata_map
     if json.loads(meta.get("decoder_of_sha256", "null")) != encoder.sha256:

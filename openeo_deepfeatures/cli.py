@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .errors import OpenEOError, ProcessParameterInvalid
+from .errors import FileContentInvalid, OpenEOError, ProcessParameterInvalid
 
 __all__ = ["main"]
 
@@ -63,6 +66,45 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Where xarray reads stored arrays: an error raised below these frames is a reading error.
+_READ_FRAMES = ("__getitem__", "_getitem")
+
+
+@contextlib.contextmanager
+def _reading(path: str | os.PathLike) -> Iterator[None]:
+    """Errors of the file readers while the cube is computed -> ``FileContentInvalid``.
+
+    Files are read lazily: a file whose header is fine but whose data are corrupt fails only
+    when its chunks are read. An error raised while xarray's backends read a stored array
+    (judged by the traceback: ``xarray.backends.*.__getitem__``) names the input file; any
+    other error (writing the output included) passes unchanged.
+    """
+    try:
+        yield
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        tb, reading = exc.__traceback__, False
+        while tb is not None and not reading:
+            frame = tb.tb_frame
+            module = str(frame.f_globals.get("__name__", ""))
+            reading = module.startswith("xarray.backends.") and frame.f_code.co_name in _READ_FRAMES
+            tb = tb.tb_next
+        if not reading:
+            raise
+        from .io import _reading_failure
+
+        raise FileContentInvalid(file=str(path), reason=_reading_failure(exc, Path(path))) from None
+
+
+def _is_dn(cube) -> bool:
+    """Whether a canonical cube holds digital numbers (so the CLI preprocesses it)."""
+    import numpy as np
+
+    from .cube_input import VALUES_ATTR
+
+    kind = cube.attrs.get(VALUES_ATTR)
+    return kind == "DN" or (kind is None and np.issubdtype(cube.dtype, np.integer))
+
+
 def _cmd_compute(args: argparse.Namespace) -> int:
     from .indices import compute_indices, load_formulas
     from .io import open_cube, write_zarr
@@ -73,7 +115,13 @@ def _cmd_compute(args: argparse.Namespace) -> int:
         args.input, variable=args.variable, band_names=args.band_names, chunks=_chunks(args.chunks)
     )
     cube = canonical_cube(cube, "deepfeatures_spectral_indices")
-    if args.preprocess:
+    if args.preprocess or _is_dn(cube) or "SCL" in cube["bands"].values.tolist():
+        if not args.preprocess and not args.quiet:
+            print(
+                "deepfeatures: the input holds Sentinel-2 digital numbers: converting to "
+                "reflectance (and masking clouds with SCL when present) first.",
+                file=sys.stderr,
+            )
         cube = preprocess_s2(cube, dilation=args.dilation)
     formulas = load_formulas(args.formulas) if args.formulas else None
     si = compute_indices(
@@ -82,7 +130,8 @@ def _cmd_compute(args: argparse.Namespace) -> int:
         constants=_key_values(args.constant, "--constant") or None,
         formulas=formulas,
     )
-    write_zarr(si, args.output, overwrite=args.overwrite, progress=not args.quiet)
+    with _reading(args.input):
+        write_zarr(si, args.output, overwrite=args.overwrite, progress=not args.quiet)
     if not args.quiet:
         print(
             f"wrote {args.output}: {si.sizes['bands']} indices, shape {dict(si.sizes)}, "
@@ -162,15 +211,18 @@ def _cmd_features(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         cube = open_cube(args.input, variable=args.variable, chunks=_chunks(args.chunks))
         options = {"providers": args.providers, "tile": args.tile}
-        run = embed if args.command == "embed" else feature_cube
-        result = run(cube, args.model, **options)
-        files = write_feature_cube(
-            result,
-            args.output,
-            overwrite=args.overwrite,
-            source=str(args.input),
-            progress=not args.quiet,
-        )
+        if args.command == "embed":
+            result = embed(cube, args.model, **options)
+        else:
+            result = feature_cube(cube, args.model, mask=_MASKS[args.mask], **options)
+        with _reading(args.input):
+            files = write_feature_cube(
+                result,
+                args.output,
+                overwrite=args.overwrite,
+                source=str(args.input),
+                progress=not args.quiet,
+            )
         if not args.quiet:
             print(
                 f"{files.zarr} ({dict(result.sizes)}) in {time.perf_counter() - t0:.1f} s",
@@ -180,6 +232,9 @@ def _cmd_features(args: argparse.Namespace) -> int:
         if client is not None:
             client.close()
     return 0
+
+
+_MASKS = {"auto": "auto", "scl": True, "none": False}
 
 
 def _parse_param(item: str) -> tuple[str, object]:
@@ -246,7 +301,21 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("input", help="input cube (.nc, .zarr, .tif)")
         cmd.add_argument("-o", "--output", required=True, help="output .zarr")
-        cmd.add_argument("--model", help="ONNX encoder (default: the shipped model)")
+        cmd.add_argument(
+            "--model",
+            help=(
+                "ONNX encoder: a path, or a shipped model 'default' (B02, B03, B04, B08, B8A, "
+                "B11) or 's2-10m' (B02, B03, B04, B08); default: the first shipped model "
+                "whose bands the input has"
+            ),
+        )
+        if name == "feature-cube":
+            cmd.add_argument(
+                "--mask",
+                choices=sorted(_MASKS),
+                default="auto",
+                help="cloud mask from SCL: auto (when the input has SCL), scl (required), none",
+            )
         cmd.add_argument(
             "--providers", nargs="+", help="onnxruntime providers, e.g. CPUExecutionProvider"
         )
@@ -287,7 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--indices", nargs="+", help="index names (default: all computable)")
     comp.add_argument("--constant", nargs="+", metavar="NAME=VALUE", help="override constants")
     comp.add_argument("--formulas", help='JSON file of extra indices {"NAME": "formula"}')
-    comp.add_argument("--preprocess", action="store_true", help="input is L2A DN with SCL")
+    comp.add_argument(
+        "--preprocess",
+        action="store_true",
+        help="input is L2A DN: convert and mask first (automatic for integer DN or with SCL)",
+    )
     comp.add_argument("--dilation", type=int, default=0, help="cloud-mask dilation (px)")
     comp.add_argument("--variable", help="variable holding the cube (netCDF/zarr)")
     comp.add_argument("--band-names", nargs="+", help="band labels (GeoTIFF without descriptions)")
@@ -326,8 +399,31 @@ def _cmd_udps(args: argparse.Namespace) -> int:
     return udps_main([args.folder, *(["--check"] if args.check else [])])
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` (which tests and pipes may replace)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _log_to_stderr(quiet: bool) -> None:
+    """The package's INFO/WARNING lines (model chosen, bands dropped, no cloud mask) on stderr."""
+    logger = logging.getLogger("openeo_deepfeatures")
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("deepfeatures: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _log_to_stderr(bool(getattr(args, "quiet", False)))
     try:
         return args.func(args)
     except OpenEOError as exc:

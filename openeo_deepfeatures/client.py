@@ -37,6 +37,7 @@ from .sentinel2 import BANDS, DEFAULT_INVALID_SCL
 __all__ = [
     "DEFAULT_BANDS",
     "DEFAULT_MODEL_URL",
+    "MODEL_URLS",
     "NAMESPACE_URL",
     "embed",
     "feature_cube",
@@ -49,6 +50,8 @@ NAMESPACE_URL = udps.NAMESPACE_URL
 DEFAULT_MODEL_URL = udps.DEFAULT_MODEL_URL
 #: The Sentinel-2 bands the default model's indices need (load them plus ``SCL``).
 DEFAULT_BANDS: tuple[str, ...] = udps.default_bands()
+#: The shipped models as published with the package source, by name (``default``, ``s2-10m``).
+MODEL_URLS: dict[str, str] = udps.model_urls()
 
 
 def _check_cube(cube: Any, process: str) -> DataCube:
@@ -66,6 +69,13 @@ def _cube_bands(cube: DataCube) -> list[str] | None:
     if metadata is None or not metadata.has_band_dimension():
         return None
     return [str(b) for b in metadata.band_names]
+
+
+def _loaded_bands(cube: DataCube) -> list[str]:
+    """The ``bands`` of the graph's ``load_collection`` (cubes built without metadata)."""
+    loads = [n for n in cube.flat_graph().values() if n["process_id"] == "load_collection"]
+    bands = loads[0]["arguments"].get("bands") if len(loads) == 1 else None
+    return [str(b) for b in bands] if isinstance(bands, list) else []
 
 
 def _reference(cube: DataCube, process_id: str, namespace: str, **arguments: Any) -> DataCube:
@@ -155,21 +165,50 @@ def embed(
     return udps.embed_step(cube, model=model, model_sha256=model_sha256)
 
 
+def _shipped_name(model: str | None, cube: DataCube) -> str | None:
+    """The shipped model meant by ``model`` (a name or its URL); None picks by the cube's bands."""
+    if model is None:
+        from .bands import normalize_band_label
+        from .encoder.selection import bands_needed
+
+        known = {str(normalize_band_label(b)) for b in (_cube_bands(cube) or _loaded_bands(cube))}
+        if known:
+            for name in MODEL_URLS:
+                if set(bands_needed(udps.model_channels(name))) <= known:
+                    return name
+        return "default"  # no band metadata: the default model's bands are loaded
+    for name, url in MODEL_URLS.items():
+        if model in (name, url):
+            return name
+    return None
+
+
 def feature_cube(
     cube: DataCube,
-    model: str = DEFAULT_MODEL_URL,
+    model: str | None = None,
     *,
     model_sha256: str | None = None,
     namespace: str | None = None,
 ) -> DataCube:
-    """Sentinel-2 L2A digital numbers (with ``SCL``) -> DeepFeatures feature cube."""
+    """Sentinel-2 L2A digital numbers (with ``SCL``) -> DeepFeatures feature cube.
+
+    ``model``: a shipped model's name (``"default"``, ``"s2-10m"``) or URL
+    (:data:`MODEL_URLS`), or the URL/backend path of a model of your own with the default
+    model's channels. None: the first shipped model whose bands the cube's metadata lists
+    (``s2-10m`` for a cube of B02, B03, B04, B08 and SCL), else ``default``.
+    """
+    from .encoder.selection import bands_needed
+
     process = "deepfeatures_feature_cube"
     cube = _check_cube(cube, process)
+    name = _shipped_name(model, cube)
+    url = MODEL_URLS[name] if name is not None else str(model)
     if namespace is not None:
-        return _reference(cube, process, namespace, model=model, model_sha256=model_sha256)
-    refl = preprocess_s2(cube, bands=DEFAULT_BANDS)
-    si = udps.spectral_indices_step(refl, udps.default_indices())
-    return udps.embed_step(si, model=model, model_sha256=model_sha256)
+        return _reference(cube, process, namespace, model=url, model_sha256=model_sha256)
+    channels = udps.model_channels(name or "default")
+    refl = preprocess_s2(cube, bands=bands_needed(channels))
+    si = udps.spectral_indices_step(refl, list(channels))
+    return udps.embed_step(si, model=url, model_sha256=model_sha256)
 
 
 def job_options(

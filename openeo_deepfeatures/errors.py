@@ -17,6 +17,8 @@ __all__ = [
     "DataCubePropertiesImmutable",
     "DimensionNotAvailable",
     "FeatureUnsupported",
+    "FileContentInvalid",
+    "FileNotFound",
     "FormulaInvalid",
     "IndexUnknown",
     "InvalidRuntime",
@@ -110,6 +112,18 @@ class NoDataAvailable(OpenEOError):
     code = "NoDataAvailable"
     status_code = 400
     message = "There is no data available for the given extents: {reason}"
+
+
+class FileNotFound(OpenEOError):
+    code = "FileNotFound"
+    status_code = 404
+    message = "File '{file}' does not exist."
+
+
+class FileContentInvalid(OpenEOError):
+    code = "FileContentInvalid"
+    status_code = 400
+    message = "File '{file}' cannot be read: {reason}"
 
 
 class FeatureUnsupported(OpenEOError):

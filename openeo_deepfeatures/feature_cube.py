@@ -39,22 +39,33 @@ def embed(
     encoder: Any = None,
     *,
     providers: list[str] | None = None,
-    **options: Any,
+    tile: int | dict[str, int | None] | None = None,
+    threads: int | None = None,
+    batch_size: int | None = None,
 ) -> xr.DataArray:
     """Features ``(t, bands=F01..Fk, y, x)`` float32 of an SI cube (default model if None).
 
     The model's contract decides the channels (picked by name from ``bands``), their
-    normalisation, the spatial halo and the temporal context; ``options`` go to
-    :func:`openeo_deepfeatures.encoder.inference.embed` (``threads``, ``tile``, ``batch_size``).
+    normalisation, the spatial halo and the temporal context; see
+    :func:`openeo_deepfeatures.encoder.inference.embed` for ``tile``, ``threads``,
+    ``batch_size`` and ``providers``.
     """
     from .encoder.inference import embed as run
 
-    return run(si_cube, encoder, providers=providers, **options)
+    return run(
+        si_cube, encoder, providers=providers, tile=tile, threads=threads, batch_size=batch_size
+    )
 
 
 def _needs_preprocessing(cube: xr.DataArray) -> bool:
+    from .cube_input import VALUES_ATTR
+
     bands = {str(b) for b in cube["bands"].values}
-    return "SCL" in bands or np.issubdtype(cube.dtype, np.integer)
+    return (
+        "SCL" in bands
+        or np.issubdtype(cube.dtype, np.integer)
+        or cube.attrs.get(VALUES_ATTR) in ("DN", "reflectance")
+    )
 
 
 def feature_cube(
@@ -63,29 +74,59 @@ def feature_cube(
     *,
     providers: list[str] | None = None,
     preprocess: bool | None = None,
-    **options: Any,
+    mask: bool | str = "auto",
+    tile: int | dict[str, int | None] | None = None,
+    threads: int | None = None,
+    batch_size: int | None = None,
 ) -> xr.DataArray:
     """Sentinel-2 L2A cube -> Feature Data Cube, lazy end to end.
 
-    ``preprocess``: DN -> reflectance and SCL cloud mask first (default: when the cube has an
-    ``SCL`` band or integer values). Only the spectral indices the model needs are computed,
-    tile by tile inside the embedding (:func:`~openeo_deepfeatures.encoder.inference.embed_reflectance`),
-    so memory is bounded by the tile size.
+    ``s2_cube``: DN or reflectance, as a DataArray with a ``bands`` dimension or a Dataset
+    with one variable per band, in the spellings openEO backends write (``B02``,
+    ``S2-L2A-B02``, ``B02_10m``, ``blue``; see :mod:`openeo_deepfeatures.cube_input`); bands
+    the job does not need (``AOT``, ``WVP``, angles) are ignored.
+
+    ``encoder``: an :class:`~openeo_deepfeatures.encoder.Encoder`, an ONNX path, a shipped
+    model's name (``"default"``, ``"s2-10m"``), or None: the first shipped model whose bands
+    the cube has (an INFO line says which). A model that needs bands the cube lacks is a
+    :class:`~openeo_deepfeatures.errors.BandMissing` naming those bands.
+
+    ``preprocess``: DN -> reflectance and cloud mask first (default: when the cube has an
+    ``SCL`` band, integer values, or metadata saying what its values are). ``mask``: the
+    cloud mask of :func:`~openeo_deepfeatures.preprocess_s2` (``"auto"``: with SCL when the
+    cube has it). ``tile``, ``threads``, ``batch_size``, ``providers``: see :func:`embed`.
+    Only the spectral indices the model needs are computed, tile by tile inside the
+    embedding (:func:`~openeo_deepfeatures.encoder.inference.embed_reflectance`), so memory
+    is bounded by the tile size.
 
     The result has a coordinate ``valid_fraction`` on ``t``: the share of pixels with data
     (not masked, in any band) per date. The features are defined everywhere, clouds
     included (see :func:`embed`), so this is what tells a clear date from a cloudy one; the
     quicklook shows the clearest date.
     """
+    from .bands import BAND_BY_LABEL
+    from .cube_input import canonical_cube
     from .encoder.inference import _as_encoder, embed_reflectance
-    from .sentinel2 import canonical_cube, preprocess_s2
+    from .encoder.selection import check_bands, choose_encoder
+    from .sentinel2 import preprocess_s2
 
-    model = _as_encoder(encoder)
-    cube = canonical_cube(s2_cube, "feature_cube")
+    process = "feature_cube"
+    cube = canonical_cube(s2_cube, process)
+    present = [str(b) for b in cube["bands"].values]
+    reflective = [b for b in present if b in BAND_BY_LABEL]
+    if encoder is None:
+        model = choose_encoder(present, process=process, providers=providers)
+    else:
+        model = _as_encoder(encoder)
+        check_bands(model, present, process=process)
     if preprocess if preprocess is not None else _needs_preprocessing(cube):
-        cube = preprocess_s2(cube)
+        cube = preprocess_s2(cube, mask=mask)
+    else:
+        cube = cube.sel(bands=reflective)
     # the indices are computed inside each tile: the index cube never exists whole
-    features = embed_reflectance(cube, model, providers=providers, **options)
+    features = embed_reflectance(
+        cube, model, providers=providers, threads=threads, tile=tile, batch_size=batch_size
+    )
     valid = cube.notnull().any("bands").mean(("y", "x"), dtype=np.float32)
     valid.attrs["long_name"] = VALID_FRACTION_DESCRIPTION
     return features.assign_coords({VALID_FRACTION: valid})

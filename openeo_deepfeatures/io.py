@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .errors import ProcessParameterInvalid
+from .errors import FileContentInvalid, FileNotFound, ProcessParameterInvalid
 from .memory import heap_for_large_arrays, release_memory
 
-__all__ = ["atomic_path", "clean_attrs", "open_cube", "write_zarr"]
+__all__ = ["atomic_path", "clean_attrs", "keep_coordinates", "open_cube", "write_zarr"]
 
 _GEOTIFF = (".tif", ".tiff", ".gtiff")
 _NETCDF = (".nc", ".nc4", ".netcdf", ".cdf", ".h5")
@@ -35,14 +35,60 @@ def open_cube(
       or one variable per band (``B02``, ``B04``, …) on a shared grid, stacked into ``bands``.
     - GeoTIFF: bands labelled by ``band_names`` or the band descriptions in the file.
     """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFound(
+            f"File '{path}' does not exist: check the path (relative paths start in {Path.cwd()}).",
+            file=str(path),
+        )
+    try:
+        opened = _open(path, variable=variable, band_names=band_names, chunks=chunks)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, IndexError) as exc:
+        # netCDF4/h5py/rasterio/zarr raise these for truncated, corrupt or foreign files
+        raise FileContentInvalid(file=str(path), reason=_reading_failure(exc, path)) from None
+    return opened
+
+
+def _reading_failure(exc: BaseException, path: Path) -> str:
+    """One line on why ``path`` could not be read: the library's own words, shortened."""
+    words = " ".join(str(exc).split()) or type(exc).__name__
+    if len(words) > 200:
+        words = words[:197] + "..."
+    return (
+        f"{type(exc).__name__}: {words}. Is it a complete netCDF, zarr or GeoTIFF file? "
+        f"Download or write {path.name} again."
+    )
+
+
+def _probe(ds: xr.Dataset) -> None:
+    """Read one value of every variable now: a corrupt file fails here, with its name."""
+    for var in ds.data_vars.values():
+        if var.size:
+            var.isel({d: 0 for d in var.dims}).values  # noqa: B018 (reads one chunk)
+
+
+def _is_consolidated(path: Path) -> bool:
+    """Whether a zarr store has consolidated metadata (v2 ``.zmetadata`` or v3 in zarr.json)."""
+    if (path / ".zmetadata").is_file():
+        return True
+    root = path / "zarr.json"
+    if not root.is_file():
+        return False
+    import json
+
+    return json.loads(root.read_text("utf-8")).get("consolidated_metadata") is not None
+
+
+def _open(
+    path: Path,
+    *,
+    variable: str | None,
+    band_names: Sequence[str] | None,
+    chunks: dict | str | None,
+) -> xr.DataArray | xr.Dataset:
     import rioxarray
 
-    path = Path(path)
     process = "open_cube"
-    if not path.exists():
-        raise ProcessParameterInvalid(
-            process=process, parameter="path", reason=f"{str(path)!r} does not exist."
-        )
     suffix = path.suffix.lower()
     if suffix in _GEOTIFF:
         da = rioxarray.open_rasterio(path, chunks=chunks, mask_and_scale=True)
@@ -61,7 +107,7 @@ def open_cube(
         da = da.assign_coords(band=list(names)).rename(band="bands")
         return da
     if suffix == ".zarr" or (path / "zarr.json").exists() or (path / ".zgroup").exists():
-        ds = xr.open_zarr(path, chunks={}, decode_coords="all", consolidated=False)
+        ds = xr.open_zarr(path, chunks={}, decode_coords="all", consolidated=_is_consolidated(path))
     elif suffix in _NETCDF or path.is_file():
         ds = xr.open_dataset(path, chunks={}, decode_coords="all")
     else:
@@ -70,6 +116,7 @@ def open_cube(
             parameter="path",
             reason=f"cannot tell the format of {path.name}; use .nc, .zarr or .tif.",
         )
+    _probe(ds)
     if isinstance(chunks, dict):  # rechunk after opening: stored chunks are read whole
         ds = ds.chunk({d: c for d, c in chunks.items() if d in ds.dims})
     elif chunks is None:
@@ -94,6 +141,22 @@ def open_cube(
     if band_names:
         ds = ds[list(band_names)]
     return ds  # a Dataset of per-band variables; canonical_cube stacks it
+
+
+def keep_coordinates(ds: xr.Dataset) -> xr.Dataset:
+    """List every non-dimension coordinate, the grid mapping included, in the CF
+    ``coordinates`` encoding of each data variable (in place; returns ``ds``).
+
+    xarray leaves grid mappings out of that attribute (CF calls them not coordinates), so
+    plain ``xr.open_zarr``/``xr.open_dataset`` would read ``spatial_ref`` back as a data
+    variable and ``.rio.crs`` would be None.
+    """
+    for var in ds.data_vars.values():
+        others = [str(c) for c in var.coords if c not in var.dims]
+        var.encoding.pop("coordinates", None)
+        if others:
+            var.encoding["coordinates"] = " ".join(others)
+    return ds
 
 
 def clean_attrs(attrs: dict) -> dict:
@@ -186,12 +249,13 @@ def write_zarr(
         var.encoding.pop("preferred_chunks", None)
     if store_chunks is not None:
         ds[name].encoding["chunks"] = store_chunks
-    with atomic_path(path, overwrite=overwrite) as tmp:
+    keep_coordinates(ds)
+    with atomic_path(path, overwrite=overwrite) as tmp, _consolidated_v3():
         delayed = ds.to_zarr(
             tmp,
             mode="w",
             zarr_format=3,
-            consolidated=False,
+            consolidated=True,  # written with the metadata; region writes do not change it
             compute=False,
             safe_chunks=store_chunks is None,
         )
@@ -213,6 +277,17 @@ def write_zarr(
                     )
                     release_memory()
     return Path(path)
+
+
+@contextlib.contextmanager
+def _consolidated_v3() -> Iterator[None]:
+    """zarr-python warns that consolidated metadata is not in the v3 spec yet; xarray, zarr
+    and most readers use it (it saves a request per array), so we write it knowingly."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        yield
 
 
 def _store_chunks(da: xr.DataArray) -> tuple[int, ...] | None:

@@ -9,12 +9,21 @@ Band labels follow the CDSE openEO collection ``SENTINEL2_L2A`` (``B01``..``B12`
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import xarray as xr
 
+from .bands import (
+    BAND_BY_ASI,
+    BAND_BY_LABEL,
+    BANDS,
+    DEFAULT_INVALID_SCL,
+    SCL_CLASSES,
+    Band,
+    normalize_band_label,
+)
+from .cube_input import VALUES_ATTR, canonical_cube, declared_nodata, format_labels
 from .errors import (
     BandMissing,
     DimensionNotAvailable,
@@ -23,8 +32,11 @@ from .errors import (
 
 __all__ = [
     "BANDS",
+    "BAND_BY_ASI",
+    "BAND_BY_LABEL",
     "BASELINE_04_00_START",
     "DEFAULT_INVALID_SCL",
+    "NODATA_DN",
     "QUANTIFICATION_VALUE",
     "SCL_CLASSES",
     "Band",
@@ -40,133 +52,9 @@ QUANTIFICATION_VALUE = 10000.0
 BOA_ADD_OFFSET_SINCE_04_00 = -1000.0
 #: First acquisitions processed with baseline 04.00 (offset -1000) in the operational chain.
 BASELINE_04_00_START = np.datetime64("2022-01-25")
-
-
-@dataclass(frozen=True)
-class Band:
-    """One Sentinel-2 MSI band: CDSE label, Awesome Spectral Indices symbol, S2A centre."""
-
-    label: str
-    asi: str
-    common_name: str
-    wavelength_nm: float  # Sentinel-2A central wavelength (ESA S2 spectral response v3)
-    resolution_m: int
-
-
-#: The L2A reflectance bands (B10 is not in L2A products). Wavelengths are the Sentinel-2A
-#: central wavelengths as listed by Awesome Spectral Indices ``bands.json``.
-BANDS: tuple[Band, ...] = (
-    Band("B01", "A", "coastal", 442.7, 60),
-    Band("B02", "B", "blue", 492.4, 10),
-    Band("B03", "G", "green", 559.8, 10),
-    Band("B04", "R", "red", 664.6, 10),
-    Band("B05", "RE1", "rededge071", 704.1, 20),
-    Band("B06", "RE2", "rededge075", 740.5, 20),
-    Band("B07", "RE3", "rededge078", 782.8, 20),
-    Band("B08", "N", "nir", 832.8, 10),
-    Band("B8A", "N2", "nir08", 864.7, 20),
-    Band("B09", "WV", "nir09", 945.1, 60),
-    Band("B11", "S1", "swir16", 1613.7, 20),
-    Band("B12", "S2", "swir22", 2202.4, 20),
-)
-BAND_BY_LABEL = {b.label: b for b in BANDS}
-BAND_BY_ASI = {b.asi: b for b in BANDS}
-
-#: Scene classification classes of the L2A SCL band.
-SCL_CLASSES = {
-    0: "no_data",
-    1: "saturated_or_defective",
-    2: "dark_area_pixels",
-    3: "cloud_shadows",
-    4: "vegetation",
-    5: "not_vegetated",
-    6: "water",
-    7: "unclassified",
-    8: "cloud_medium_probability",
-    9: "cloud_high_probability",
-    10: "thin_cirrus",
-    11: "snow",
-}
-#: SCL classes masked by default: no data, saturated, cloud shadow, clouds, cirrus.
-DEFAULT_INVALID_SCL: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
-
-_ALIASES = {f"B{i}": f"B{i:02d}" for i in range(1, 13)} | {"B8a": "B8A", "b8a": "B8A"}
-_BAND_DIMS = ("bands", "band")
-_TIME_DIMS = ("t", "time")
-
-
-def normalize_band_label(label: Hashable) -> Hashable:
-    """Map common spellings (``B4``, ``b04``, ``B8a``) to the CDSE label (``B04``, ``B8A``)."""
-    if not isinstance(label, str):
-        return label
-    if label in BAND_BY_LABEL or label == "SCL":
-        return label
-    up = label.upper()
-    if up in BAND_BY_LABEL or up == "SCL":
-        return up
-    return _ALIASES.get(up, _ALIASES.get(label, label))
-
-
-def canonical_cube(cube: object, process: str) -> xr.DataArray:
-    """Return ``cube`` with openEO dimension names (``t``, ``bands``) and CDSE band labels.
-
-    Accepts an :class:`xarray.DataArray` with a ``bands``/``band`` dimension, or an
-    :class:`xarray.Dataset` whose data variables are the bands (all on one grid).
-    """
-    if isinstance(cube, xr.Dataset):
-        cube = _dataset_to_cube(cube, process)
-    if not isinstance(cube, xr.DataArray):
-        raise ProcessParameterInvalid(
-            process=process,
-            parameter="data",
-            reason=f"expected an xarray.DataArray with a 'bands' dimension, got {type(cube).__name__}.",
-        )
-    renames = {}
-    band_dims = [d for d in _BAND_DIMS if d in cube.dims]
-    if not band_dims:
-        raise DimensionNotAvailable(
-            reason=(
-                f"process '{process}' needs a 'bands' (or 'band') dimension; the cube has "
-                f"dimensions {tuple(cube.dims)}. Build one with e.g. "
-                "`dataset.to_dataarray(dim='bands')`."
-            )
-        )
-    if band_dims[0] != "bands":
-        renames["band"] = "bands"
-    if "time" in cube.dims and "t" not in cube.dims:
-        renames["time"] = "t"
-    if renames:
-        cube = cube.rename(renames)
-    labels = [normalize_band_label(b) for b in cube["bands"].values.tolist()]
-    if len(set(labels)) != len(labels):
-        raise ProcessParameterInvalid(
-            process=process, parameter="data", reason=f"duplicate band labels {labels}."
-        )
-    return cube.assign_coords(bands=labels)
-
-
-def _dataset_to_cube(ds: xr.Dataset, process: str) -> xr.DataArray:
-    variables = [v for v in ds.data_vars if ds[v].ndim >= 2]
-    if not variables:
-        raise DimensionNotAvailable(
-            reason=f"process '{process}': the dataset has no raster variables."
-        )
-    dims = {v: ds[v].dims for v in variables}
-    first = dims[variables[0]]
-    odd = [v for v in variables if dims[v] != first]
-    if odd:
-        raise ProcessParameterInvalid(
-            process=process,
-            parameter="data",
-            reason=(
-                f"bands {odd} are on a different grid {[dims[v] for v in odd]} than "
-                f"{variables[0]} {first}. Resample all bands to one grid first (for example "
-                "with rioxarray's `reproject_match` or odc-geo); this function does not resample."
-            ),
-        )
-    cube = ds[variables].to_dataarray(dim="bands")
-    time_dims = [d for d in _TIME_DIMS if d in cube.dims]
-    return cube.transpose(*time_dims, "bands", ...)  # openEO order: t, bands, y, x
+#: Digital numbers that are never reflectance: 0 (no data in L2A products) and 65535 (the
+#: no-data value of many openEO/CDSE and WorldCereal exports, and of saturated pixels).
+NODATA_DN: tuple[int, ...] = (0, 65535)
 
 
 def boa_offset_for_baseline(baseline: object) -> float:
@@ -279,7 +167,7 @@ def preprocess_s2(
     *,
     boa_offset: float | None = None,
     processing_baseline: str | float | Sequence[str] | None = None,
-    mask: bool = True,
+    mask: bool | str = "auto",
     invalid_scl: Iterable[int] = DEFAULT_INVALID_SCL,
     dilation: int = 0,
     keep_scl: bool = False,
@@ -289,9 +177,12 @@ def preprocess_s2(
     Parameters
     ----------
     cube
-        DN cube with a ``bands`` (or ``band``) dimension labelled like CDSE ``SENTINEL2_L2A``
-        (``B02``, ``B8A``, ``SCL``, …; ``B2`` and friends are accepted), or a Dataset whose
-        variables are the bands. All bands must share one grid: resampling is the caller's job.
+        DN cube with a ``bands`` (or ``band``) dimension, or a Dataset whose variables are the
+        bands, as openEO backends write them: ``B02``, ``B2``, ``S2-L2A-B02``, ``B02_10m`` and
+        STAC common names (``blue``, ``nir``) are understood (see
+        :mod:`openeo_deepfeatures.cube_input`). Bands that are not Sentinel-2 L2A bands (``AOT``,
+        ``WVP``, ``CLP``, angles) are dropped with one INFO line. All bands must share one grid:
+        resampling is the caller's job.
     boa_offset
         BOA_ADD_OFFSET to apply to every date (e.g. ``-1000``). Overrides everything else.
     processing_baseline
@@ -299,7 +190,9 @@ def preprocess_s2(
         coordinate or attribute ``processing_baseline`` / ``s2:processing_baseline`` is used, and
         failing that the acquisition date (-1000 from 2022-01-25).
     mask
-        Set pixels whose SCL class is in ``invalid_scl`` to NaN in every band (needs ``SCL``).
+        ``"auto"`` (default): mask clouds with ``SCL`` when the cube has it, else say so once
+        (WARNING) and mask nothing. ``True``: set pixels whose SCL class is in ``invalid_scl``
+        (or outside the classes 0..11) to NaN in every band; needs ``SCL``. ``False``: no mask.
     invalid_scl
         SCL classes to mask; default no data, saturated, cloud shadow, cloud medium/high, cirrus.
     dilation
@@ -310,11 +203,14 @@ def preprocess_s2(
     Returns
     -------
     xarray.DataArray
-        float32 reflectance, same dimensions, lazy when the input is dask-backed. DN 0 is NaN.
+        float32 reflectance, same dimensions, lazy when the input is dask-backed. No-data is
+        NaN: DN 0 and 65535, and the values the input declares (``_FillValue``,
+        ``missing_value``, ``nodata``). Input already in reflectance (decoded with a CF
+        ``scale_factor``) is masked but not scaled again.
     """
     process = "deepfeatures_preprocess_s2"
     cube = canonical_cube(cube, process)
-    labels = list(cube["bands"].values)
+    labels = [str(b) for b in cube["bands"].values]
     if not (np.issubdtype(cube.dtype, np.floating) or np.issubdtype(cube.dtype, np.integer)):
         raise ProcessParameterInvalid(
             process=process, parameter="data", reason=f"unsupported dtype {cube.dtype}."
@@ -324,6 +220,12 @@ def preprocess_s2(
             process=process,
             parameter="dilation",
             reason=f"expected an integer >= 0, got {dilation!r}.",
+        )
+    if mask not in (True, False, "auto"):
+        raise ProcessParameterInvalid(
+            process=process,
+            parameter="mask",
+            reason=f"expected true, false or 'auto', got {mask!r}.",
         )
     invalid = sorted({int(c) for c in invalid_scl})
     if any(c not in SCL_CLASSES for c in invalid):
@@ -335,36 +237,56 @@ def preprocess_s2(
     reflective = [b for b in labels if b in BAND_BY_LABEL]
     unknown = [b for b in labels if b not in BAND_BY_LABEL and b != "SCL"]
     if unknown:
-        raise ProcessParameterInvalid(
-            process=process,
-            parameter="data",
-            reason=f"bands {unknown} are not Sentinel-2 L2A bands (expected {[b.label for b in BANDS]} and SCL).",
+        log.info(
+            "%s: bands %s are not Sentinel-2 L2A reflectance bands: dropped.",
+            process,
+            format_labels(unknown),
         )
     if not reflective:
         raise BandMissing(
-            process=process, reason="no reflectance band (B01..B12, B8A) in the cube."
+            process=process,
+            reason=(
+                f"no Sentinel-2 reflectance band (B01..B12, B8A) in the cube; it has "
+                f"{format_labels(labels)}. Load e.g. B02, B03, B04, B08 (and SCL)."
+            ),
         )
-    if mask and "SCL" not in labels:
+    has_scl = "SCL" in labels
+    if mask is True and not has_scl:
         raise BandMissing(
             process=process,
-            reason="cloud masking needs the 'SCL' band; load it too, or pass mask=False.",
+            reason=(
+                f"cloud masking needs the 'SCL' band; the cube has {format_labels(labels)}. "
+                "Load SCL too, or pass mask='auto' or mask=False to go without a cloud mask."
+            ),
         )
-    offsets = _offsets(cube, boa_offset, processing_baseline)
+    if mask == "auto" and not has_scl:
+        log.warning(
+            "%s: the cube has no SCL band (%s): clouds are NOT masked. Load SCL to mask them.",
+            process,
+            format_labels(labels),
+        )
+    use_mask = bool(mask) and has_scl
+    already_reflectance = cube.attrs.get(VALUES_ATTR) == "reflectance"
+    offsets = 0.0 if already_reflectance else _offsets(cube, boa_offset, processing_baseline)
 
     dn = cube.sel(bands=reflective)
     if np.issubdtype(dn.dtype, np.floating):
         dn = dn.astype(np.float32, copy=False)
     else:
         dn = dn.astype(np.float32)  # before adding the offset: no uint16 wrap-around
-    quantification = np.float32(QUANTIFICATION_VALUE)
-    if isinstance(offsets, xr.DataArray):
-        offsets = offsets.astype(np.float32)
+    nodata = [float(v) for v in (*NODATA_DN, *declared_nodata(cube))]
+    if already_reflectance:
+        refl = dn  # decoded with a CF scale factor: no-data is NaN already
     else:
-        offsets = np.float32(offsets)
-    refl = ((dn + offsets) / quantification).where(dn != 0)
-    if mask:
+        quantification = np.float32(QUANTIFICATION_VALUE)
+        if isinstance(offsets, xr.DataArray):
+            offsets = offsets.astype(np.float32)
+        else:
+            offsets = np.float32(offsets)
+        refl = ((dn + offsets) / quantification).where(~dn.isin(sorted(set(nodata))))
+    if use_mask:
         scl = cube.sel(bands="SCL", drop=True)
-        bad = scl.isin(invalid) | scl.isnull()
+        bad = scl.isin(invalid) | scl.isnull() | ~scl.isin(list(SCL_CLASSES))
         if dilation:
             if not {"y", "x"} <= set(bad.dims):
                 raise DimensionNotAvailable(
@@ -373,12 +295,20 @@ def preprocess_s2(
             bad = _dilate(bad, int(dilation))
         refl = refl.where(~bad)
     refl = refl.astype(np.float32).transpose(*cube.dims)
-    if keep_scl and "SCL" in labels:
+    if keep_scl and has_scl:
         refl = xr.concat([refl, cube.sel(bands=["SCL"]).astype(np.float32)], dim="bands")
-    dropped = ("scale_factor", "add_offset", "nodata", "_FillValue", "units")
-    refl.attrs = {k: v for k, v in cube.attrs.items() if k not in dropped}
-    refl.attrs["processing"] = (
-        "deepfeatures_preprocess_s2: (DN + BOA_ADD_OFFSET) / 10000, SCL masked"
+    dropped = ("scale_factor", "add_offset", "nodata", "_FillValue", "missing_value", "units")
+    refl.attrs = {
+        k: v
+        for k, v in cube.attrs.items()
+        if k not in dropped and not k.startswith("deepfeatures_")
+    }
+    scaling = (
+        "reflectance as given (CF scale_factor)"
+        if already_reflectance
+        else "(DN + BOA_ADD_OFFSET) / 10000"
     )
+    masking = "SCL masked" if use_mask else "no cloud mask"
+    refl.attrs["processing"] = f"deepfeatures_preprocess_s2: {scaling}, {masking}"
     refl.name = cube.name
     return refl

@@ -88,9 +88,25 @@ Cube = DataCube | ProcessBuilder | Parameter
 @functools.cache
 def default_indices() -> tuple[str, ...]:
     """The spectral indices the default encoder reads (its channels, in contract order)."""
+    return model_channels("default")
+
+
+@functools.cache
+def model_channels(name: str) -> tuple[str, ...]:
+    """The channels of a shipped model (``default``, ``s2-10m``), in contract order."""
     from .encoder import load_encoder
 
-    return tuple(load_encoder().contract.channels)
+    return tuple(load_encoder(name).contract.channels)
+
+
+def model_urls() -> dict[str, str]:
+    """The shipped models as published with the package source, by name."""
+    from .encoder.selection import SHIPPED_MODELS
+
+    return {
+        name: f"{_REPO_RAW}/openeo_deepfeatures/data/{path}"
+        for name, path in SHIPPED_MODELS.items()
+    }
 
 
 @functools.cache

@@ -106,14 +106,24 @@ def test_compute_zarr_of_band_variables_with_constants(tmp_path):
 
 
 def test_bad_input_leaves_no_output(tmp_path, capsys):
+    # float DN without SCL or metadata: nothing tells they are DN until the values are seen;
+    # refused while computing, nothing written
+    src = tmp_path / "in" / "dn.nc"
+    src.parent.mkdir()
+    dn = odf.load_demo_cube().sel(bands=["B04", "B08"]).isel(t=slice(0, 4)).astype("float32")
+    dn.to_dataset(dim="bands").to_netcdf(src)
     out = tmp_path / "o.zarr"
-    # raw DN without --preprocess: refused, nothing written
-    assert (
-        main(["indices", "compute", str(demo_path()), "-o", str(out), "--indices", "NDVI", "-q"])
-        == 2
-    )
+    assert main(["indices", "compute", str(src), "-o", str(out), "--indices", "NDVI", "-q"]) == 2
     assert "digital numbers" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_integer_dn_are_converted_first(tmp_path, capsys):
+    out = tmp_path / "o.zarr"
+    assert main(["indices", "compute", str(demo_path()), "-o", str(out), "--indices", "NDVI"]) == 0
+    assert "holds Sentinel-2 digital numbers: converting to reflectance" in capsys.readouterr().err
+    expected = odf.compute_indices(odf.preprocess_s2(odf.load_demo_cube()), ["NDVI"])
+    np.testing.assert_allclose(open_cube(out).values, expected.values, rtol=1e-6, equal_nan=True)
 
 
 def test_failure_during_write_leaves_no_output(tmp_path, capsys):

@@ -298,3 +298,39 @@ def test_graphs_are_json_for_any_backend():
     doc = json.loads(built.to_json())
     assert doc["process_graph"]["applyneighborhood1"]["result"] is True
     assert isinstance(built, openeo.DataCube)
+
+
+# --------------------------------------------------------------------------- shipped models
+
+
+def _embed_context(cube: DataCube) -> dict:
+    (node,) = [n for n in cube.flat_graph().values() if n["process_id"] == "apply_neighborhood"]
+    return node["arguments"]["context"]
+
+
+def _preprocess_bands(cube: DataCube) -> list[str]:
+    (node,) = [n for n in cube.flat_graph().values() if n["process_id"] == "filter_bands"]
+    return node["arguments"]["bands"]
+
+
+def test_feature_cube_of_a_10m_cube_uses_the_10m_model():
+    ten_m = offline_cube(("B02", "B03", "B04", "B08", "SCL"))
+    built = client.feature_cube(ten_m)
+    assert _embed_context(built)["model"] == client.MODEL_URLS["s2-10m"]
+    assert client.MODEL_URLS["s2-10m"].endswith("/openeo_deepfeatures/data/encoder/s2_10m.onnx")
+    assert _preprocess_bands(built) == ["B02", "B03", "B04", "B08"]
+    channels = list(odf.load_encoder("s2-10m").contract.channels)
+    by_name = client.feature_cube(offline_cube(), "s2-10m")  # asked for by name
+    assert _embed_context(by_name)["model"] == client.MODEL_URLS["s2-10m"]
+    graph = json.dumps(built.flat_graph())
+    assert all(f'"{c}"' in graph for c in channels)  # every channel's band math is there
+    assert '"B8A"' not in graph and '"B11"' not in graph
+
+
+def test_feature_cube_default_model_for_six_bands_or_no_metadata():
+    six = client.feature_cube(offline_cube())
+    assert _embed_context(six)["model"] == client.DEFAULT_MODEL_URL
+    assert client.MODEL_URLS["default"] == client.DEFAULT_MODEL_URL
+    bare = DataCube.load_collection("SENTINEL2_L2A", connection=None, fetch_metadata=False)
+    assert _embed_context(client.feature_cube(bare))["model"] == client.DEFAULT_MODEL_URL
+    assert _preprocess_bands(client.feature_cube(bare)) == list(client.DEFAULT_BANDS)

@@ -7,7 +7,7 @@ import pytest
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
-from openeo_deepfeatures.errors import ProcessParameterInvalid
+from openeo_deepfeatures.errors import FileNotFound, ProcessParameterInvalid
 from openeo_deepfeatures.io import atomic_path, open_cube, write_zarr
 
 from .conftest import make_cube
@@ -48,7 +48,7 @@ def test_write_zarr_roundtrip_with_crs(tmp_path):
 
 
 def test_open_cube_errors(tmp_path):
-    with pytest.raises(ProcessParameterInvalid, match="does not exist"):
+    with pytest.raises(FileNotFound, match=r"missing\.nc' does not exist"):
         open_cube(tmp_path / "missing.nc")
     ds = xr.Dataset(
         {

@@ -136,14 +136,55 @@ def test_keep_scl():
 
 
 def test_missing_scl_with_mask():
-    with pytest.raises(BandMissing, match="SCL"):
-        odf.preprocess_s2(dn_cube().sel(bands=["B04", "B08"]))
+    no_scl = dn_cube(1500, scl=9).sel(bands=["B04", "B08"])
+    with pytest.raises(BandMissing, match=r"needs the 'SCL' band; the cube has B04, B08\. "):
+        odf.preprocess_s2(no_scl, mask=True)
 
 
-def test_unknown_band_and_bad_parameters():
-    cube = dn_cube().assign_coords(bands=["B04", "NIR", "SCL"])
-    with pytest.raises(ProcessParameterInvalid, match="not Sentinel-2"):
-        odf.preprocess_s2(cube)
+def test_missing_scl_auto_warns_once_and_does_not_mask(caplog):
+    no_scl = dn_cube(1500).sel(bands=["B04", "B08"])
+    with caplog.at_level("WARNING", logger="openeo_deepfeatures.sentinel2"):
+        out = odf.preprocess_s2(no_scl)  # mask="auto" is the default
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "clouds are NOT masked" in warnings[0].getMessage()
+    np.testing.assert_allclose(out.isel(t=0).values, 0.15)
+    assert "no cloud mask" in out.attrs["processing"]
+    with_scl = odf.preprocess_s2(dn_cube(1500, scl=9))  # auto with SCL: masked
+    assert np.isnan(with_scl.values).all()
+
+
+def test_unknown_bands_dropped_with_one_info_line(caplog):
+    cube = dn_cube().assign_coords(bands=["B04", "AOT", "SCL"])
+    with caplog.at_level("INFO", logger="openeo_deepfeatures.sentinel2"):
+        out = odf.preprocess_s2(cube)
+    assert out["bands"].values.tolist() == ["B04"]
+    infos = [r.getMessage() for r in caplog.records if "not Sentinel-2" in r.getMessage()]
+    assert infos == [
+        "deepfeatures_preprocess_s2: bands AOT are not Sentinel-2 L2A reflectance bands: dropped."
+    ]
+
+
+@pytest.mark.parametrize("nodata", [0, 65535])
+def test_dn_nodata_conventions(nodata):
+    cube = dn_cube(1500)
+    cube[0, 0, 2, 2] = nodata
+    out = odf.preprocess_s2(cube)
+    assert int(np.isnan(out).sum()) == 1
+    assert np.isnan(out[0, 0, 2, 2])
+
+
+def test_scl_outside_the_classes_is_invalid():
+    cube = dn_cube(1500)
+    cube[1, -1, 0, 0] = 255  # SCL no-data of some exports
+    out = odf.preprocess_s2(cube)
+    assert np.isnan(out[1, :, 0, 0]).all()
+    assert int(np.isnan(out).sum()) == 2
+
+
+def test_bad_parameters():
+    with pytest.raises(ProcessParameterInvalid, match="mask"):
+        odf.preprocess_s2(dn_cube(), mask="yes")
     with pytest.raises(ProcessParameterInvalid, match="dilation"):
         odf.preprocess_s2(dn_cube(), dilation=-1)
     with pytest.raises(ProcessParameterInvalid, match="SCL classes"):
@@ -170,7 +211,31 @@ def test_no_bands_dimension():
 
 @pytest.mark.parametrize(
     ("given", "label"),
-    [("B4", "B04"), ("b08", "B08"), ("B8a", "B8A"), ("scl", "SCL"), ("B11", "B11")],
+    [
+        ("B4", "B04"),
+        ("b08", "B08"),
+        ("B8a", "B8A"),
+        ("scl", "SCL"),
+        ("B11", "B11"),
+        ("S2-L2A-B02", "B02"),
+        ("S2-L2A-B8A", "B8A"),
+        ("S2-L2A-SCL", "SCL"),
+        ("B02_10m", "B02"),
+        ("B8A_20m", "B8A"),
+        ("SCL_20m", "SCL"),
+        ("SENTINEL2_L2A:B11", "B11"),
+        ("blue", "B02"),
+        ("nir", "B08"),
+        ("nir08", "B8A"),
+        ("swir16", "B11"),
+        ("swir22", "B12"),
+        ("rededge071", "B05"),
+        ("rededge2", "B06"),
+        ("AOT", "AOT"),
+        ("S2-L2A-WVP", "S2-L2A-WVP"),
+        ("PAR", "PAR"),
+        ("my-red", "my-red"),
+    ],
 )
 def test_band_aliases(given, label):
     assert normalize_band_label(given) == label

@@ -85,14 +85,34 @@ def load_encoder(
 ) -> Encoder:
     """Open an ONNX encoder, check its sha256 (when given) and validate its contract.
 
+    ``path``: an ONNX file, the name of a shipped model (``"default"``: B02, B03, B04, B08,
+    B8A, B11; ``"s2-10m"``: B02, B03, B04, B08; see
+    :data:`~openeo_deepfeatures.encoder.selection.SHIPPED_MODELS`), or None for the default.
+
     Raises :class:`~openeo_deepfeatures.errors.ProcessParameterInvalid` for a missing file, a
     sha256 mismatch (truncated or altered file), a file that is not ONNX, or a model without a
     valid DeepFeatures contract or whose graph does not match its contract.
     """
-    path = _default_path() if path is None else Path(path)
+    from .selection import SHIPPED_MODELS, shipped_model_path
+
+    if path is None:
+        path = _default_path()
+    elif isinstance(path, str) and path in SHIPPED_MODELS and not Path(path).exists():
+        shipped = shipped_model_path(path)
+        if shipped is None:
+            raise ProcessParameterInvalid(
+                process=_PROCESS,
+                parameter="path",
+                reason=f"the shipped model {path!r} is not installed with this package.",
+            )
+        path = shipped
+    path = Path(path)
     if not path.is_file():
+        names = ", ".join(repr(n) for n in SHIPPED_MODELS)
         raise ProcessParameterInvalid(
-            process=_PROCESS, parameter="path", reason=f"{str(path)!r} is not a file."
+            process=_PROCESS,
+            parameter="path",
+            reason=f"{str(path)!r} is not a file (nor a shipped model: {names}).",
         )
     digest = sha256_file(path)
     if sha256 is not None and digest != str(sha256).strip().lower():

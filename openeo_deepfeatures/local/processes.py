@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..cube_input import format_labels
 from ..errors import (
     CollectionNotFound,
     NoDataAvailable,
@@ -122,12 +123,16 @@ def load_collection(
     cube = _open_collection(id)
     if bands is not None:
         labels = [normalize_band_label(b) for b in bands]
-        missing = [b for b in labels if b not in cube["bands"].values]
+        have = [str(b) for b in cube["bands"].values]
+        missing = [b for b in labels if b not in have]
         if missing:
             raise ProcessParameterInvalid(
                 process="load_collection",
                 parameter="bands",
-                reason=f"{missing} not in collection '{id}' (it has {list(cube['bands'].values)}).",
+                reason=(
+                    f"bands {format_labels(missing)} are not in collection '{id}'; it has "
+                    f"{format_labels(have)}."
+                ),
             )
         cube = cube.sel(bands=labels)
     if temporal_extent is not None and "t" in cube.dims:
@@ -166,7 +171,7 @@ def save_result(
 ) -> dict[str, Any]:
     """Write ``data`` (zarr, netCDF or GeoTIFF) atomically and return a STAC Item for it."""
 
-    from ..io import atomic_path, clean_attrs, write_zarr
+    from ..io import atomic_path, clean_attrs, keep_coordinates, write_zarr
 
     fmt = str(format).upper()
     if fmt not in _FORMATS:
@@ -189,7 +194,7 @@ def save_result(
             out.attrs = clean_attrs(out.attrs)
             if "bands" in out.coords:
                 out = out.assign_coords(bands=[str(b) for b in out["bands"].values])
-            out.to_netcdf(tmp)
+            keep_coordinates(out.to_dataset()).to_netcdf(tmp)
     elif fmt == "JSON":
         with atomic_path(target, overwrite=overwrite) as tmp:
             tmp.write_text(json.dumps(_json_value(data), allow_nan=False), "utf-8")

@@ -77,11 +77,14 @@ def deepfeatures_feature_cube(
 ) -> xr.DataArray:
     from ..feature_cube import feature_cube
 
-    return feature_cube(data, _model(model, model_sha256))
+    # no model named: the shipped model whose bands the cube has
+    encoder = None if model is None and model_sha256 is None else _model(model, model_sha256)
+    return feature_cube(data, encoder)
 
 
 def _filter_bands(data: xr.DataArray, bands: Sequence[str]) -> xr.DataArray:
     """``data`` with the ``bands`` labels only (BandMissing names the absent ones)."""
+    from ..cube_input import format_labels
     from ..errors import BandMissing
 
     cube = canonical_cube(data, "deepfeatures_preprocess_s2")
@@ -90,6 +93,6 @@ def _filter_bands(data: xr.DataArray, bands: Sequence[str]) -> xr.DataArray:
     if missing:
         raise BandMissing(
             process="deepfeatures_preprocess_s2",
-            reason=f"the cube has no band(s) {missing}; it has {have}.",
+            reason=f"the cube has no band(s) {format_labels(missing)}; it has {format_labels(have)}.",
         )
     return cube.sel(bands=list(bands))

@@ -247,7 +247,7 @@ def test_dataset_on_different_grids_refused():
             "B08": (("y2", "x2"), np.full((1, 1), 0.5, np.float32)),
         }
     )
-    with pytest.raises(ProcessParameterInvalid, match="different grid"):
+    with pytest.raises(ProcessParameterInvalid, match="B08 are on another grid"):
         odf.compute_indices(ds, "NDVI")
 
 

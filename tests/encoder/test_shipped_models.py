@@ -1,4 +1,4 @@
-"""The default encoder shipped as package data: loads, fits the demo bands, runs on demo data."""
+"""The encoders shipped as package data (default, s2-10m): load, fit their bands, run on the demo."""
 
 from __future__ import annotations
 
@@ -12,38 +12,59 @@ from pystac.extensions.mlm import MLMExtension
 
 import openeo_deepfeatures as odf
 from openeo_deepfeatures.encoder import (
-    DEFAULT_MODEL,
     load_encoder,
     sha256_file,
     stac_item_path,
     time_inputs,
 )
+from openeo_deepfeatures.encoder.selection import SHIPPED_MODELS
 from openeo_deepfeatures.errors import ProcessParameterInvalid
 from openeo_deepfeatures.stac import read_item
 
-#: The reflectance bands of the embedded demo cube (SCL is the cloud mask, not an input).
-DEMO_BANDS = ["B02", "B03", "B04", "B08", "B8A", "B11"]
+#: The reflectance bands each shipped model is made from (SCL is the cloud mask, not an input).
+MODEL_BANDS = {
+    "default": ["B02", "B03", "B04", "B08", "B8A", "B11"],  # the embedded demo cube's
+    "s2-10m": ["B02", "B03", "B04", "B08"],  # the 10 m bands
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MODEL_BANDS))
+def name(request) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def default_path() -> Path:
-    path = resources.files("openeo_deepfeatures.data").joinpath(*DEFAULT_MODEL.split("/"))
-    return Path(str(path))
+def default_path(name) -> Path:
+    relative = SHIPPED_MODELS[name]
+    return Path(str(resources.files("openeo_deepfeatures.data").joinpath(*relative.split("/"))))
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return load_encoder()
+def encoder(name):
+    return load_encoder(name)
 
 
 @pytest.fixture(scope="module")
-def demo_reflectance():
-    cube = odf.preprocess_s2(odf.load_demo_cube())
-    assert [str(b) for b in cube["bands"].values] == DEMO_BANDS
+def bands(name) -> list[str]:
+    return MODEL_BANDS[name]
+
+
+@pytest.fixture(scope="module")
+def demo_reflectance(bands):
+    cube = odf.preprocess_s2(odf.load_demo_cube().sel(bands=[*bands, "SCL"]))
+    assert [str(b) for b in cube["bands"].values] == bands
     return cube
 
 
-def test_load_encoder_without_argument_returns_the_shipped_model(encoder, default_path):
+def test_every_shipped_model_is_tested():
+    assert sorted(SHIPPED_MODELS) == sorted(MODEL_BANDS)
+
+
+def test_load_encoder_without_argument_returns_the_default_model():
+    assert load_encoder().sha256 == load_encoder("default").sha256
+
+
+def test_load_encoder_by_name_returns_the_shipped_model(encoder, default_path):
     assert default_path.is_file()
     assert encoder.path.resolve() == default_path.resolve()
     assert encoder.sha256 == sha256_file(default_path)
@@ -60,9 +81,9 @@ def test_small_file(default_path):
     assert default_path.stat().st_size < 5 * 2**20
 
 
-def test_channels_are_computable_from_the_demo_bands(encoder, demo_reflectance):
+def test_channels_are_computable_from_the_model_bands(encoder, demo_reflectance, bands):
     channels = list(encoder.contract.channels)
-    assert set(channels) <= set(odf.list_indices(bands=DEMO_BANDS))
+    assert set(channels) <= set(odf.list_indices(bands=bands))
     si = odf.compute_indices(demo_reflectance, indices=channels)
     assert [str(b) for b in si["bands"].values] == channels
     values = si.values
@@ -75,7 +96,7 @@ def test_channels_are_computable_from_the_demo_bands(encoder, demo_reflectance):
 
 def test_stac_item_checksum_and_bands(encoder, default_path):
     item_path = stac_item_path(default_path)
-    assert item_path.name == "default.stac.json" and item_path.is_file()
+    assert item_path.name == default_path.stem + ".stac.json" and item_path.is_file()
     item = read_item(item_path)
     asset = item.assets["model"]
     assert asset.href == f"./{default_path.name}"
