@@ -251,6 +251,21 @@ def _parse_param(item: str) -> tuple[str, object]:
         return name, value  # plain strings
 
 
+def run_policy(args: argparse.Namespace):
+    """The execution policy of ``deepfeatures run``: ``--data`` folders readable (default: the
+    working directory), ``-o`` the only writable folder (default: the working directory)."""
+    from .policy import ExecutionPolicy
+
+    return ExecutionPolicy(
+        read_roots=tuple(args.data or ()) or (Path.cwd(),),
+        write_root=args.output or Path.cwd(),
+        allow_udf=not args.no_udf,
+        url_schemes=("https", "http") if args.allow_http else ("https",),
+        allowed_hosts=tuple(args.allow_url_host or ()),
+        allow_private_hosts=args.allow_private_urls,
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .local import run_process_graph
 
@@ -263,6 +278,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         collections=collections,
         output=args.output,
         allow_udf=not args.no_udf,
+        policy=run_policy(args),
     )
     if isinstance(result, dict):  # STAC metadata of what save_result wrote
         print(json.dumps(result, indent=1, default=str))
@@ -333,7 +349,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--param", nargs="+", metavar="NAME=VALUE", help="graph parameters (JSON values)"
     )
     run.add_argument("--collection", nargs="+", metavar="ID=PATH", help="extra load_collection ids")
-    run.add_argument("-o", "--output", help="folder for save_result (and for a cube result)")
+    run.add_argument(
+        "-o",
+        "--output",
+        help="folder for save_result (and for a cube result): the only one the graph may "
+        "write into (default: the working directory)",
+    )
+    run.add_argument(
+        "--data",
+        nargs="+",
+        action="extend",
+        metavar="DIR",
+        help="folders (or files) the graph may read: load_stac, UDP namespaces, models, UDF "
+        "files (default: the working directory; the --collection files are readable anyway)",
+    )
+    run.add_argument(
+        "--allow-url-host",
+        nargs="+",
+        action="extend",
+        metavar="HOST[:PORT]",
+        help="hosts the graph may fetch from even on loopback/private addresses, http too",
+    )
+    run.add_argument(
+        "--allow-private-urls",
+        action="store_true",
+        help="let the graph fetch from loopback, private and link-local addresses",
+    )
+    run.add_argument("--allow-http", action="store_true", help="allow plain http:// URLs")
     run.add_argument("--no-udf", action="store_true", help="refuse run_udf (untrusted graphs)")
     run.add_argument("--overwrite", action="store_true")
     run.add_argument("-q", "--quiet", action="store_true")

@@ -25,6 +25,7 @@ __all__ = [
     "InvalidVersion",
     "NoDataAvailable",
     "OpenEOError",
+    "PermissionDenied",
     "ProcessGraphInvalid",
     "ProcessParameterInvalid",
     "ProcessParameterMissing",
@@ -153,3 +154,16 @@ class InvalidVersion(OpenEOError):
 class TemporalExtentEmpty(ProcessParameterInvalid):
     code = "TemporalExtentEmpty"
     message = "The temporal extent is empty. The second instant in time must always be greater/later than the first instant in time: {reason}"
+
+
+class PermissionDenied(OpenEOError):
+    """The execution policy forbids what the process graph asks for.
+
+    The message names the offending path, URL or limit and the policy setting that would allow
+    it (:class:`openeo_deepfeatures.policy.ExecutionPolicy`). Nothing was read, written or
+    fetched for the refused request.
+    """
+
+    code = "PermissionDenied"
+    status_code = 403
+    message = "Permission denied: {reason}"

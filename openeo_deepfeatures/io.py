@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
+import hashlib
 import os
+import re
 import shutil
+import signal
+import socket
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -179,8 +187,16 @@ def clean_attrs(attrs: dict) -> dict:
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of ``target``; move it into place only on success."""
+    """Yield a temporary sibling of ``target``; move it into place only on success.
+
+    The sibling is named ``.NAME.tmp-PID-HOST-XXXXXXXX`` (this process's id, a hash of the host
+    name): a later write to the same target removes the siblings whose process is gone (a
+    killed run), never those of a live writer. SIGINT and SIGTERM remove the live ones at once
+    before the signal takes its course.
+    """
     target = Path(target)
+    if target.parent.is_dir():
+        _remove_stale_siblings(target)
     if target.exists() and not overwrite:
         raise ProcessParameterInvalid(
             process="save_result",
@@ -188,19 +204,154 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = False) -> Iterat
             reason=f"{str(target)!r} exists; choose another path or allow overwriting.",
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = target.with_name(f".{target.name}.tmp-{_owner_tag()}-{uuid.uuid4().hex[:8]}")
+    with _removed_on_signal(tmp):
+        try:
+            yield tmp
+            if target.exists():
+                trash = Path(
+                    tempfile.mkdtemp(
+                        prefix=f".{target.name}.trash-{_owner_tag()}-", dir=target.parent
+                    )
+                )
+                with _removed_on_signal(trash):
+                    os.replace(target, trash / target.name)
+                    _remove(trash)
+            os.replace(tmp, target)
+        finally:
+            _remove(tmp)
+
+
+# --- temporary siblings: owners, stale ones, signals ----------------------------------------
+
+_SIBLING = re.compile(r"^\.(?P<name>.+)\.(?:tmp|trash)-(?P<pid>\d+)-(?P<host>[0-9a-f]{6})-\w+$")
+_live: dict[Path, None] = {}  # temporary paths this process is writing
+_signal_lock = threading.Lock()
+_previous_handlers: dict[int, Any] = {}
+_handler_users = 0
+
+
+@functools.cache
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode("utf-8")).hexdigest()[:6]
+
+
+def _owner_tag() -> str:
+    return f"{os.getpid()}-{_host_tag()}"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
     try:
-        yield tmp
-        if target.exists():
-            trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=target.parent))
-            os.replace(target, trash / target.name)
-            shutil.rmtree(trash, ignore_errors=True)
-        os.replace(tmp, target)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    except OSError:
+        return True  # cannot tell (e.g. another platform): keep the sibling
+    try:  # a zombie (killed, not yet reaped) is gone for good
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _remove_stale_siblings(target: Path) -> list[Path]:
+    """Remove the temporary siblings of ``target`` left by processes of this host that are gone."""
+    removed = []
+    prefix = f".{target.name}."
+    try:
+        names = [n for n in os.listdir(target.parent) if n.startswith(prefix)]
+    except OSError:
+        return removed
+    for name in names:
+        match = _SIBLING.match(name)
+        if match is None or match["name"] != target.name or match["host"] != _host_tag():
+            continue
+        if _process_alive(int(match["pid"])):
+            continue
+        path = target.parent / name
+        _remove(path)
+        removed.append(path)
+    return removed
+
+
+def _remove_live(signum: int, frame: Any) -> None:
+    """The SIGINT/SIGTERM handler: remove the temporary paths, then what the signal did before."""
+    for path in list(_live):
+        for _ in range(3):  # worker threads may still be adding chunks while it goes
+            _remove(path)
+            if not os.path.lexists(path):
+                break
+        _interrupted[path] = None
+    previous = _previous_handlers.get(signum, signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)  # SIGINT: KeyboardInterrupt; the writers' finally blocks run
+        return
+    signal.signal(signum, signal.SIG_DFL)  # the default action: end the process, as before
+    os.kill(os.getpid(), signum)
+
+
+_interrupted: dict[Path, None] = {}  # removed on a signal: removed again at exit
+
+
+@atexit.register
+def _remove_interrupted() -> None:
+    """At exit, after the worker threads have finished: what they wrote after the signal."""
+    for path in list(_interrupted):
+        _remove(path)
+
+
+@contextlib.contextmanager
+def _removed_on_signal(path: Path) -> Iterator[None]:
+    """Register ``path`` for removal on SIGINT/SIGTERM while the block runs."""
+    global _handler_users
+    _live[path] = None
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        with _signal_lock:
+            if _handler_users == 0:
+                _install_handlers()
+            _handler_users += 1
+    try:
+        yield
     finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
+        _live.pop(path, None)
+        if main:
+            with _signal_lock:
+                _handler_users -= 1
+                if _handler_users == 0:
+                    _restore_handlers()
+
+
+def _install_handlers() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            current = signal.getsignal(signum)
+            if current == signal.SIG_IGN:
+                continue  # ignored signals stay ignored
+            _previous_handlers[signum] = signal.SIG_DFL if current is None else current
+            signal.signal(signum, _remove_live)
+        except (ValueError, OSError):  # not the main interpreter, or an unsupported signal
+            _previous_handlers.pop(signum, None)
+
+
+def _restore_handlers() -> None:
+    for signum, previous in list(_previous_handlers.items()):
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(signum) is _remove_live:
+                signal.signal(signum, previous)
+        del _previous_handlers[signum]
 
 
 def write_zarr(

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
 import openeo_deepfeatures as odf
+from openeo_deepfeatures.policy import ExecutionPolicy
 
 ALL_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+
+
+def tmp_policy(*, loopback: bool = False, **settings) -> ExecutionPolicy:
+    """The policy for tests whose graphs read their own temporary files (pytest's temporary
+    folders) and, with ``loopback``, fetch from their own servers on 127.0.0.1 over http."""
+    if loopback:
+        settings = {"url_schemes": ("https", "http"), "allow_private_hosts": True, **settings}
+    return ExecutionPolicy.local(read_roots=[Path(tempfile.gettempdir()), Path.cwd()], **settings)
 
 
 def make_cube(

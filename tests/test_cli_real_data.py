@@ -109,7 +109,7 @@ def test_run_load_collection_of_a_registered_cdse_file(tmp_path, cdse_nc, capsys
             "features": {
                 "process_id": "deepfeatures_feature_cube",
                 "namespace": "deepfeatures",
-                "arguments": {"data": {"from_node": "load"}},
+                "arguments": {"data": {"from_node": "load"}, "model": {"from_parameter": "m"}},
             },
             "save": {
                 "process_id": "save_result",
@@ -122,7 +122,9 @@ def test_run_load_collection_of_a_registered_cdse_file(tmp_path, cdse_nc, capsys
     path.write_text(json.dumps(graph))
     out = tmp_path / "out"
     argv = ["run", str(path), "--collection", f"CDSE_S2={cdse_nc}", "-o", str(out), "-q"]
-    assert main(argv) == 0
+    assert main([*argv, "--param", "m=default"]) == 2  # the 6-band model, named: refused
+    assert "needs bands B8A, B11" in capsys.readouterr().err
+    assert main([*argv, "--param", "m=s2-10m"]) == 0  # a shipped model by name
     item = json.loads(capsys.readouterr().out)
     stored = open_plain(item["assets"]["data"]["href"])
     (name,) = stored.data_vars

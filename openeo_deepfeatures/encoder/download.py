@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from ..errors import ProcessParameterInvalid
 from ..io import atomic_path
+
+if TYPE_CHECKING:
+    from ..policy import ExecutionPolicy
 
 __all__ = ["cache_dir", "cached_model"]
 
@@ -21,9 +25,17 @@ def cache_dir() -> Path:
     return Path(base) / "openeo-deepfeatures"
 
 
-def cached_model(url: str, *, timeout: float = 60) -> Path:
-    """The local copy of the model at ``url`` (downloaded on first use)."""
-    name = Path(urllib.request.urlparse(url).path).name or "model.onnx"
+def cached_model(url: str, *, timeout: float = 60, policy: ExecutionPolicy | None = None) -> Path:
+    """The local copy of the model at ``url`` (downloaded on first use).
+
+    ``policy`` (default: :func:`~openeo_deepfeatures.policy.current_policy`) checks the URL,
+    also when the copy is cached, and every redirect of the download.
+    """
+    from ..policy import current_policy
+
+    policy = policy or current_policy()
+    policy.check_url(url, what="the model")
+    name = Path(urlsplit(url).path).name or "model.onnx"
     key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
     target = cache_dir() / "models" / f"{key}-{name}"
     if target.is_file():
@@ -31,7 +43,7 @@ def cached_model(url: str, *, timeout: float = 60) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with (
-            urllib.request.urlopen(url, timeout=timeout) as response,
+            policy.open_url(url, timeout=timeout, what="the model") as response,
             atomic_path(target) as tmp,
             open(tmp, "wb") as out,
         ):

@@ -30,7 +30,12 @@ __all__ = ["LocalConnection"]
 
 
 class LocalConnection(openeo.local.LocalConnection):
-    """``openeo.local.LocalConnection`` backed by the deepfeatures executor."""
+    """``openeo.local.LocalConnection`` backed by the deepfeatures executor.
+
+    ``policy``: the :class:`~openeo_deepfeatures.policy.ExecutionPolicy` graphs run under
+    (default: that of :func:`~openeo_deepfeatures.local.run_process_graph`); the scanned and
+    registered collection files are readable in any case.
+    """
 
     def __init__(
         self,
@@ -39,6 +44,7 @@ class LocalConnection(openeo.local.LocalConnection):
         collections: Mapping[str, Any] | None = None,
         output: str | Path | None = None,
         allow_udf: bool = True,
+        policy: Any = None,
     ) -> None:
         paths = (
             [str(local_collections_path)]
@@ -49,6 +55,7 @@ class LocalConnection(openeo.local.LocalConnection):
         self.collections = dict(collections or {})
         self.output = output
         self.allow_udf = allow_udf
+        self.policy = policy  # an ExecutionPolicy; None: that of run_process_graph
 
     def _files(self) -> dict[str, str]:
         if not self.local_collections_path:
@@ -85,6 +92,8 @@ class LocalConnection(openeo.local.LocalConnection):
         """A ``load_stac`` cube with its band metadata, read offline by our ``load_stac``."""
         from openeo.metadata import CollectionMetadata
 
+        from ..policy import use_policy
+        from . import effective_policy
         from .stac import load_stac
 
         arguments = {"url": url}
@@ -98,7 +107,9 @@ class LocalConnection(openeo.local.LocalConnection):
                 arguments[name] = value
         cube = self.datacube_from_process(process_id="load_stac", **arguments)
         if properties is None:  # lazy: only the STAC JSON is read to learn the bands
-            found = load_stac(url, spatial_extent, temporal_extent, bands)
+            policy = effective_policy(self.policy, output=self.output, allow_udf=self.allow_udf)
+            with use_policy(policy):
+                found = load_stac(url, spatial_extent, temporal_extent, bands)
             labels = [str(b) for b in found["bands"].values]
             dims = {"bands": {"type": "bands", "values": labels}}
             cube.metadata = CollectionMetadata({"id": url, "cube:dimensions": dims})
@@ -124,6 +135,7 @@ class LocalConnection(openeo.local.LocalConnection):
             collections={**self._files(), **self.collections},
             output=output,
             allow_udf=self.allow_udf,
+            policy=self.policy,
         )
 
     def list_output_formats(self) -> dict:

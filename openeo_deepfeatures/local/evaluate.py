@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import math
-import urllib.request
+import os
 import warnings
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,28 @@ import numpy as np
 
 from ..errors import (
     OpenEOError,
+    PermissionDenied,
     ProcessParameterInvalid,
     ProcessParameterMissing,
     ProcessUnsupported,
 )
-from .graph import Graph, check_nodes, load_graph, topological_order
+from ..policy import ExecutionPolicy, current_policy, use_policy
+from .graph import Graph, check_nodes, count_nodes, load_graph, topological_order
 from .registry import Process, Registry, call_kwargs
 
 BUILTIN_NAMESPACE = "deepfeatures"  # this package's processes and UDPs
+#: Upstream processes that read or write files/URLs of their own (loaded with optional extras)
+UNCHECKED_IO = frozenset(
+    {
+        "export_workspace",
+        "load_ml_model",
+        "load_result",
+        "load_uploaded_files",
+        "load_url",
+        "run_udf_externally",
+        "save_ml_model",
+    }
+)
 
 __all__ = ["Context", "Scope", "evaluate"]
 
@@ -63,7 +78,25 @@ class Context:
     builtin_udp_dirs: tuple[Path, ...] = ()
     allow_udf: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    policy: ExecutionPolicy | None = None  # None: the current policy (policy.current_policy)
     _remote: dict[str, Graph] = field(default_factory=dict)
+    _counted: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def effective_policy(self) -> ExecutionPolicy:
+        return self.policy if self.policy is not None else current_policy()
+
+    def admit(self, graph: Graph, key: str, what: str) -> Graph:
+        """Count ``graph``'s nodes (once per ``key``) against the policy's ``max_nodes``."""
+        if key not in self._counted:
+            self._counted[key] = count_nodes(graph.nodes)
+            total = sum(self._counted.values())
+            self.effective_policy.check_limit(
+                "max_nodes",
+                total,
+                f"{what} brings the process graphs of this run to {total:,} nodes",
+            )
+        return graph
 
     def find_udp(self, process_id: str, namespace: str | None) -> Graph | None:
         if namespace is None or namespace == BUILTIN_NAMESPACE:
@@ -72,33 +105,53 @@ class Context:
             for folder in self.builtin_udp_dirs:
                 path = folder / f"{process_id}.json"
                 if path.is_file():
-                    return _udp_from(load_graph(path), process_id, str(path))
+                    graph = _udp_from(load_graph(path), process_id, str(path))
+                    return self.admit(graph, str(path), f"the UDP '{process_id}'")
             return None
-        if namespace.startswith(("https://", "http://")):
+        what = f"the namespace of process '{process_id}'"
+        if "://" in namespace and not namespace.lower().startswith("file:"):
             url = (
                 namespace
                 if namespace.endswith(".json")
                 else f"{namespace.rstrip('/')}/{process_id}.json"
             )
             if url not in self._remote:
-                self._remote[url] = _udp_from(_fetch(url), process_id, url)
+                graph = _udp_from(_fetch(url, self.effective_policy, what), process_id, url)
+                self._remote[url] = self.admit(graph, url, f"the UDP '{process_id}' at {url}")
             return self._remote[url]
-        path = Path(namespace.removeprefix("file://"))
+        policy = self.effective_policy
+        try:
+            path = policy.check_read(namespace, what=what)
+        except PermissionDenied:
+            if _looks_like_path(namespace):
+                raise
+            return None  # a plain namespace name ("user", "backend") that is no folder here
         if path.is_dir():
-            path = path / f"{process_id}.json"
+            path = policy.check_read(path / f"{process_id}.json", what=what)
         if path.is_file():
-            return _udp_from(load_graph(path), process_id, str(path))
+            graph = _udp_from(load_graph(path), process_id, str(path))
+            return self.admit(graph, str(path), f"the UDP '{process_id}' in {str(path)!r}")
         return None
 
 
-def _fetch(url: str) -> Graph:
+def _looks_like_path(namespace: str) -> bool:
+    return (
+        namespace.lower().startswith("file:")
+        or "/" in namespace
+        or os.sep in namespace
+        or namespace.endswith(".json")
+        or namespace.startswith(("~", "."))
+    )
+
+
+def _fetch(url: str, policy: ExecutionPolicy, what: str) -> Graph:
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return load_graph(response.read().decode("utf-8"))
+        body = policy.read_url(url, timeout=30, what=what)
     except OSError as exc:
         raise ProcessUnsupported(
             f"cannot fetch the process namespace {url!r}: {exc}", process="?", namespace=url
         ) from None
+    return load_graph(body.decode("utf-8"))
 
 
 def _udp_from(graph: Graph, process_id: str, where: str) -> Graph:
@@ -133,7 +186,9 @@ class Callback:
             params.setdefault("x" if "x" in _parameters_used(self.graph) else "data", args[0])
         if "context" not in params:  # every openEO callback's context defaults to null
             params["context"] = inherited.get("context")
-        return evaluate(self.graph, Scope(params, self.scope), self.ctx, inherited)
+        # callbacks also run in dask's worker threads: the run's policy goes with them
+        with use_policy(self.ctx.policy):
+            return evaluate(self.graph, Scope(params, self.scope), self.ctx, inherited)
 
 
 def _parameters_used(graph: Graph) -> set[str]:
@@ -286,7 +341,24 @@ def _coerce_for_upstream(
     return {**args, **node.arguments}
 
 
+_udp_depth: ContextVar[int] = ContextVar("deepfeatures_udp_depth", default=0)
+
+
 def _run_udp(
+    udp: Graph, process_id: str, args: Mapping[str, Any], ctx: Context, inherited: Mapping[str, Any]
+) -> Any:
+    depth = _udp_depth.get() + 1
+    ctx.effective_policy.check_limit(
+        "max_udp_depth", depth, f"the user-defined process '{process_id}' nested {depth} deep"
+    )
+    token = _udp_depth.set(depth)
+    try:
+        return _run_udp_body(udp, process_id, args, ctx, inherited)
+    finally:
+        _udp_depth.reset(token)
+
+
+def _run_udp_body(
     udp: Graph, process_id: str, args: Mapping[str, Any], ctx: Context, inherited: Mapping[str, Any]
 ) -> Any:
     declared = {p["name"]: p for p in udp.parameters}
@@ -322,9 +394,14 @@ def _call(
             raise ProcessUnsupported(process=process_id, namespace=namespace or "predefined")
         return _run_udp(udp, process_id, args, ctx, inherited)
     process: Process = ctx.registry.get(process_id, namespace)
-    if process_id == "run_udf" and not ctx.allow_udf:
+    if process.upstream and process_id in UNCHECKED_IO:
+        raise PermissionDenied(
+            reason=f"'{process_id}' reads or writes files and URLs the execution policy cannot "
+            "check (openeo-processes-dask's implementation); it does not run in this executor."
+        )
+    if process_id == "run_udf" and not (ctx.allow_udf and ctx.effective_policy.allow_udf):
         raise ProcessUnsupported(
-            "run_udf is disabled for this run (allow_udf=False).",
+            "run_udf is disabled for this run (allow_udf=False; deepfeatures run: --no-udf).",
             process="run_udf",
             namespace="predefined",
         )
@@ -417,6 +494,7 @@ def evaluate(
                 for k, v in raw.items()
             }
             values[node_id] = _call(node, raw, args, ctx, inherited)
+            _check_size(values[node_id], ctx.effective_policy, node["process_id"])
         except OpenEOError as exc:
             if exc.node_id is None:
                 exc.node_id = node_id
@@ -424,6 +502,33 @@ def evaluate(
         except Exception as exc:  # an upstream implementation failed: say where, keep the cause
             raise _upstream_error(exc, node_id, node["process_id"]) from exc
     return values[graph.result]
+
+
+def array_bytes(value: Any) -> int:
+    """Bytes held at once by ``value``: the whole of an in-memory array, the largest chunk of
+    a dask array, the largest variable of a Dataset; 0 for anything else."""
+    import dask.array as da
+    import xarray as xr
+
+    if isinstance(value, xr.Dataset):
+        return max((array_bytes(v) for v in value.data_vars.values()), default=0)
+    data = value.data if isinstance(value, xr.DataArray) else value
+    dtype, shape = getattr(data, "dtype", None), getattr(data, "shape", None)
+    if dtype is None or shape is None or not isinstance(data, (np.ndarray, np.generic, da.Array)):
+        return 0
+    if isinstance(data, da.Array):
+        shape = tuple(max(c) if c else 0 for c in data.chunks)
+    return math.prod(int(n) for n in shape if not math.isnan(n)) * dtype.itemsize
+
+
+def _check_size(value: Any, policy: ExecutionPolicy, process_id: str) -> None:
+    n = array_bytes(value)
+    if n > policy.max_array_bytes:
+        lazy = getattr(getattr(value, "data", value), "chunks", None) is not None
+        what = "a chunk of its result" if lazy else "its result"
+        policy.check_limit(
+            "max_array_bytes", n, f"process '{process_id}': {what} holds {n:,} bytes"
+        )
 
 
 def _upstream_error(exc: Exception, node_id: str, process_id: str) -> OpenEOError:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import ProcessGraphInvalid
 
-__all__ = ["Graph", "check_nodes", "load_graph", "topological_order"]
+__all__ = ["Graph", "check_nodes", "count_nodes", "load_graph", "topological_order"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,28 @@ def check_nodes(nodes: Any, meta: Mapping[str, Any] | None = None) -> Graph:
     return Graph(
         nodes=nodes, result=results[0], parameters=tuple(params), id=meta.get("id"), metadata=meta
     )
+
+
+def count_nodes(nodes: Mapping[str, Any]) -> int:
+    """Nodes of a flat graph, those of its callbacks (``process_graph`` arguments) included."""
+    total = 0
+    stack: list[Any] = [nodes]
+    while stack:
+        graph = stack.pop()
+        if not isinstance(graph, Mapping):
+            continue
+        total += len(graph)
+        todo = [node.get("arguments", {}) for node in graph.values() if isinstance(node, Mapping)]
+        while todo:
+            value = todo.pop()
+            if isinstance(value, Mapping):
+                if "process_graph" in value:
+                    stack.append(value["process_graph"])
+                else:
+                    todo.extend(value.values())
+            elif isinstance(value, list):
+                todo.extend(value)
+    return total
 
 
 def _node_refs(value: Any) -> list[str]:

@@ -220,6 +220,21 @@ def window_specs(
     return specs
 
 
+def _check_windows(cube: xr.DataArray, specs: Mapping[str, WindowSpec]) -> None:
+    """Refuse windows larger than the policy's ``max_window`` (cells along one dimension,
+    overlap included) before anything is padded or computed."""
+    from ..policy import current_policy
+
+    policy = current_policy()
+    for dim, spec in specs.items():
+        extent = max((stop - start for start, stop in spec.bounds), default=0) + 2 * spec.overlap
+        policy.check_limit(
+            "max_window",
+            extent,
+            f"apply_neighborhood: a window of {extent:,} cells along '{dim}' (overlap included)",
+        )
+
+
 def apply_neighborhood(
     data: xr.DataArray,
     process: Any,
@@ -231,6 +246,7 @@ def apply_neighborhood(
     if not isinstance(data, xr.DataArray) or not {"x", "y"} <= set(data.dims):
         raise _invalid("data", "expected a raster data cube with x and y dimensions.")
     specs = window_specs(data, size, overlap)
+    _check_windows(data, specs)
 
     def call(window: xr.DataArray) -> Any:
         return process(named_parameters={"data": window, "context": context})

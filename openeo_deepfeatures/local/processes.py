@@ -63,8 +63,10 @@ def _open_collection(collection_id: str) -> xr.DataArray:
     if isinstance(source, (xr.DataArray, xr.Dataset)):
         return canonical_cube(source, "load_collection")
     from ..io import open_cube
+    from ..policy import current_policy
 
-    return canonical_cube(open_cube(source, chunks={}), "load_collection")
+    path = current_policy().check_read(source, what=f"load_collection '{collection_id}'")
+    return canonical_cube(open_cube(path, chunks={}), "load_collection")
 
 
 def _bbox_in_crs(
@@ -172,6 +174,7 @@ def save_result(
     """Write ``data`` (zarr, netCDF or GeoTIFF) atomically and return a STAC Item for it."""
 
     from ..io import atomic_path, clean_attrs, keep_coordinates, write_zarr
+    from ..policy import current_policy
 
     fmt = str(format).upper()
     if fmt not in _FORMATS:
@@ -184,7 +187,7 @@ def save_result(
     out_dir = run.output or Path.cwd()
     options = dict(options or {})
     name = str(options.get("filename", f"result{len(run.saved) or ''}")) + _FORMATS[fmt]
-    target = out_dir / name
+    target = current_policy().check_write(out_dir / name, what="save_result")
     overwrite = bool(options.get("overwrite", False))
     if fmt == "ZARR":
         write_zarr(data, target, overwrite=overwrite)
@@ -308,19 +311,35 @@ def array_create(data: Sequence[Any] | None = None, repeat: int = 1, axis: int |
     on ``axis``; upstream tiles the elements along the first axis instead, so graphs such as
     those of ``openeo.extra.spectral_indices`` fail or come out transposed.
     """
+    import dask.array as da
     from openeo_processes_dask.process_implementations.arrays import array_create as upstream
 
+    from ..policy import current_policy
+
     items = list(data) if data is not None else []
+    lazy = any(isinstance(v, da.Array) for v in items)
+    # held in memory at once: every element, a per-pixel array counted whole (a lazy one is
+    # not computed here: the executor checks the chunks of the result)
+    chunked = any(getattr(v, "chunks", None) is not None for v in items)
+    each = 1 if chunked else max((_elements(v) for v in items), default=1)
+    values = len(items) * max(int(repeat), 1) * each
+    current_policy().check_limit(
+        "max_array_bytes", values * 8, f"array_create of {values:,} values ({values * 8:,} bytes)"
+    )
     if axis is None or not any(np.ndim(v) for v in items):
         return upstream(data=data, repeat=repeat)
-    import dask.array as da
-
     shape = np.broadcast_shapes(*(np.shape(v) for v in items))
-    lazy = any(isinstance(v, da.Array) for v in items)
     stack, full = (da.stack, da.full) if lazy else (np.stack, np.full)
     arrays = [v if np.ndim(v) else full(shape, v) for v in items]
     out = stack(arrays, axis=axis)
     return out if repeat == 1 else (da if lazy else np).concatenate([out] * repeat, axis=axis)
+
+
+def _elements(value: Any) -> int:
+    try:
+        return int(np.prod(np.shape(value), dtype=np.int64))
+    except ValueError:  # a ragged list
+        return 1
 
 
 def array_contains(data: Any, value: Any, axis: int | None = None) -> Any:

@@ -24,8 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
-from urllib.request import url2pathname
+from urllib.parse import urljoin, urlparse
 
 import numpy as np
 import pandas as pd
@@ -36,8 +35,10 @@ from ..errors import (
     FeatureUnsupported,
     NoDataAvailable,
     OpenEOError,
+    PermissionDenied,
     ProcessParameterInvalid,
 )
+from ..policy import ExecutionPolicy, current_policy
 from ..sentinel2 import canonical_cube, normalize_band_label
 from .processes import _bbox_in_crs, _spec, temporal_bounds, utc
 from .registry import Process
@@ -124,25 +125,82 @@ def _items(url: Any, area: _Area | None, window: _Window | None) -> list[pystac.
         raise _invalid(
             "url", f"{text!r}: use an http(s):// URL, a file:// URL or a local path to STAC JSON."
         )
-    path = (
-        Path(url2pathname(unquote(urlparse(text).path)))
-        if text.startswith("file://")
-        else Path(text)
-    )
+    policy = current_policy()
+    path = policy.check_read(text, what=_ID)
     if path.is_dir():
         found = [path / n for n in ("collection.json", "catalog.json") if (path / n).is_file()]
         if not found:
             raise _invalid(
                 "url", f"the folder {str(path)!r} holds no collection.json or catalog.json."
             )
-        path = found[0]
+        path = policy.check_read(found[0], what=_ID)
     if not path.is_file():
-        raise _invalid("url", f"{str(path)!r} does not exist.")
+        raise _invalid("url", f"{text!r} does not exist.")
     try:
         data = json.loads(path.read_text("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _invalid("url", f"{str(path)!r} is not STAC JSON ({exc}).") from exc
-    return _items_of(_stac_object(data, str(path.resolve()), None, text), text)
+    return _items_of(_stac_object(data, str(path), _stac_io(policy), text), text)
+
+
+def _stac_io(policy: ExecutionPolicy) -> pystac.StacIO:
+    """pystac I/O reading local hrefs through :meth:`ExecutionPolicy.check_read` and URLs
+    through :meth:`ExecutionPolicy.open_url` (every redirect checked): the links of a catalog
+    are followed only where the policy allows."""
+
+    class PolicyStacIO(pystac.stac_io.DefaultStacIO):
+        def read_text_from_href(self, href: str) -> str:
+            if href.startswith(("http://", "https://")):
+                return policy.read_url(href, timeout=_TIMEOUT_S, what=_ID).decode("utf-8")
+            if "://" in href and not href.startswith("file://"):
+                policy.check_url(href, what=_ID)
+                return super().read_text_from_href(href)
+            return policy.check_read(href, what=_ID).read_text("utf-8")
+
+        def write_text_to_href(self, href: str, txt: str) -> None:
+            raise PermissionDenied(reason=f"{_ID} does not write STAC ({href!r}).")
+
+    return PolicyStacIO()
+
+
+def _api_io(policy: ExecutionPolicy) -> Any:
+    """pystac-client I/O for STAC API requests (search, pages): each URL is checked before it
+    is requested, and the target of every redirect before it is followed."""
+    from pystac_client.exceptions import APIError
+    from pystac_client.stac_api_io import StacApiIO
+
+    class PolicyApiIO(StacApiIO):
+        def __init__(self) -> None:
+            super().__init__(timeout=_TIMEOUT_S, max_retries=2)
+            self.denied: PermissionDenied | None = None
+            self.session.hooks["response"].append(self._check_redirect)
+
+        def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
+            if isinstance(source, pystac.Link) or "://" in str(source):
+                return super().read_text(source, *args, **kwargs)
+            return policy.check_read(str(source), what=_ID).read_text("utf-8")
+
+        def request(self, href: str, *args: Any, **kwargs: Any) -> str:
+            policy.check_url(href, what=_ID)
+            self.denied = None
+            try:
+                return super().request(href, *args, **kwargs)
+            except APIError:
+                if self.denied is not None:  # raised by the redirect hook, wrapped upstream
+                    raise self.denied from None
+                raise
+
+        def _check_redirect(self, response: Any, *args: Any, **kwargs: Any) -> Any:
+            if response.is_redirect:
+                target = urljoin(response.url, response.headers["location"])
+                try:
+                    policy.check_url(target, what=_ID)
+                except PermissionDenied as exc:
+                    self.denied = exc
+                    raise
+            return response
+
+    return PolicyApiIO()
 
 
 def _stac_object(data: Any, href: str, stac_io: Any, url: str) -> Any:
@@ -180,14 +238,13 @@ def _items_of(obj: Any, url: str) -> list[pystac.Item]:
 
 def _remote_items(url: str, area: _Area | None, window: _Window | None) -> list[pystac.Item]:
     from pystac_client.exceptions import APIError
-    from pystac_client.stac_api_io import StacApiIO
 
-    stac_io = StacApiIO(timeout=_TIMEOUT_S, max_retries=2)
+    stac_io = _stac_io(current_policy())
     try:
         data = json.loads(stac_io.read_text(url))
     except (APIError, OSError, ValueError) as exc:
         raise _invalid("url", f"cannot read STAC from {url!r}: {exc}") from exc
-    obj = _stac_object(data, url, None, url)  # plain pystac objects: static links resolve
+    obj = _stac_object(data, url, stac_io, url)  # static links resolve through the policy
     if isinstance(obj, pystac.Collection):
         found = _api_search(obj, stac_io, area, window, url)
         if found is not None:
@@ -221,7 +278,8 @@ def _api_search(
                 "rather than loading the whole collection.",
             )
         start, end = window or (None, None)
-        search = Client.open(root_href, timeout=_TIMEOUT_S).search(
+        api_io = _api_io(current_policy())
+        search = Client.open(root_href, timeout=_TIMEOUT_S, stac_io=api_io).search(
             collections=[collection.id],
             bbox=_lonlat_bounds(area) if area is not None else None,
             datetime=[_iso(start), _iso(end)] if window is not None else None,
@@ -350,7 +408,8 @@ def _condition(key: str, condition: Any) -> Callable[[Any], bool]:
 
     if isinstance(condition, Mapping) and "process_graph" in condition:
         graph = check_nodes(condition["process_graph"])
-        condition = Callback(graph, Scope({}), Context(registry=default_registry()))
+        context = Context(registry=default_registry(), policy=current_policy())
+        condition = Callback(graph, Scope({}), context)
     if isinstance(condition, Callback):
         callback = condition
         return lambda value: _is_true(callback(named_parameters={"value": value}))
@@ -400,12 +459,20 @@ def _item_kind(item: pystac.Item, url: Any) -> str:
 
 
 def _asset_path(item: pystac.Item, key: str, url: Any) -> str:
-    """The asset's absolute href; a local path for local files, which must exist."""
+    """The asset's absolute href, checked by the execution policy; a local path for local
+    files, which must exist.
+
+    (A remote asset's URL is checked here; GDAL then reads it itself, following redirects
+    without asking the policy.)
+    """
     asset = item.assets[key]
     href = asset.get_absolute_href() or asset.href
-    if href.startswith("file://"):
-        href = url2pathname(unquote(urlparse(href).path))
-    if "://" not in href and not Path(href).exists():
+    what = f"{_ID} (asset '{key}' of item '{item.id}')"
+    if "://" in href and not href.startswith("file://"):
+        current_policy().check_url(href, what=what)
+        return href
+    href = str(current_policy().check_read(href, what=what))
+    if not Path(href).exists():
         raise _invalid(
             "url", f"asset '{key}' of item '{item.id}' at {str(url)!r}: {href!r} does not exist."
         )

@@ -14,10 +14,8 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import sys
-import urllib.request
 from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +29,7 @@ from ..errors import (
     OpenEOError,
     ProcessParameterInvalid,
 )
+from ..policy import ExecutionPolicy, current_policy
 from .windows import WindowSpec, apply_windows
 
 __all__ = ["apply_dimension", "has_run_udf", "reduce_dimension", "run_udf", "udf_runtimes"]
@@ -76,10 +75,10 @@ def _check_runtime(runtime: str, version: str | None) -> None:
 
 
 @cache
-def _fetch(url: str) -> str:
+def _fetch(url: str, policy: ExecutionPolicy) -> str:
+    """UDF code at ``url``, once per URL and policy (the policy checks every redirect)."""
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.read().decode("utf-8")
+        return policy.read_url(url, timeout=30, what="run_udf").decode("utf-8")
     except OSError as exc:
         raise ProcessParameterInvalid(
             process="run_udf", parameter="udf", reason=f"cannot fetch {url!r}: {exc}"
@@ -94,10 +93,12 @@ def udf_code(udf: str) -> str:
         )
     if "\n" in udf or "\r" in udf:
         code = udf
-    elif udf.startswith(("https://", "http://")):
-        code = _fetch(udf)
+    elif "://" in udf and not udf.lower().startswith("file:"):
+        policy = current_policy()
+        policy.check_url(udf, what="run_udf")
+        code = _fetch(udf, policy)
     else:
-        path = Path(udf.removeprefix("file://"))
+        path = current_policy().check_read(udf, what="run_udf")
         if not path.is_file():
             raise OpenEOError(
                 f"The UDF file {udf!r} does not exist (UDF code must contain a line break).",

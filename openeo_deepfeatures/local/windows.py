@@ -86,6 +86,7 @@ def apply_windows(
     every other dimension must come back with its labels.
     """
     specs = {d: s for d, s in specs.items() if d in cube.dims}
+    _check_window_bytes(cube, specs, process)
     lazy = cube.chunks is not None
     padded = _padded(cube, specs)
     windowed = list(specs)
@@ -182,6 +183,28 @@ def apply_windows(
     if hasattr(cube, "rio") and cube.rio.crs is not None and {"x", "y"} <= set(order):
         result = result.rio.write_crs(cube.rio.crs)
     return result if lazy else result.compute()
+
+
+def _check_window_bytes(cube: xr.DataArray, specs: Mapping[str, WindowSpec], process: str) -> None:
+    """Refuse windows whose array (overlap included) exceeds the policy's ``max_array_bytes``."""
+    from ..policy import current_policy
+
+    cells = 1
+    for d in cube.dims:
+        spec = specs.get(d)
+        if spec is None:
+            cells *= cube.sizes[d]
+        else:
+            cells *= (
+                max((stop - start for start, stop in spec.bounds), default=0) + 2 * spec.overlap
+            )
+    padded = any(s.overlap for s in specs.values()) and not np.issubdtype(cube.dtype, np.floating)
+    itemsize = max(cube.dtype.itemsize, 4) if padded else cube.dtype.itemsize
+    current_policy().check_limit(
+        "max_array_bytes",
+        cells * itemsize,
+        f"{process}: one window holds {cells * itemsize:,} bytes",
+    )
 
 
 def _core_len(spec: WindowSpec, i: int) -> int:

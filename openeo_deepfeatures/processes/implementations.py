@@ -54,13 +54,19 @@ def deepfeatures_preprocess_s2(
 
 def _model(model: str | None, sha256: str | None):
     """The encoder of ``model``: URLs are downloaded once into the user cache; ``sha256``
-    (when given) must match the file."""
+    (when given) must match the file. Paths and URLs go through the run's execution policy."""
     from ..encoder import load_encoder
+    from ..encoder.selection import SHIPPED_MODELS
+    from ..policy import current_policy
 
-    if model is not None and str(model).startswith(("https://", "http://")):
-        from ..encoder.download import cached_model
+    if model is not None:
+        text = str(model)
+        if "://" in text and not text.lower().startswith("file:"):
+            from ..encoder.download import cached_model
 
-        model = str(cached_model(model))
+            model = str(cached_model(text, policy=current_policy()))
+        elif text not in SHIPPED_MODELS:  # shipped models by name are package data
+            model = str(current_policy().check_read(text, what="the model"))
     return load_encoder(model, sha256=sha256)
 
 

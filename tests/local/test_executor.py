@@ -23,6 +23,7 @@ from openeo_deepfeatures.errors import (
     ProcessUnsupported,
 )
 from openeo_deepfeatures.local import run_process_graph
+from openeo_deepfeatures.policy import ExecutionPolicy
 
 
 def node(process_id, result=False, namespace=None, **arguments):
@@ -229,7 +230,10 @@ def test_udp_inside_reducer_and_nested(tmp_path):
     }
     graph = {"u": node("mean_of_scaled", result=True, data={"from_parameter": "cube"})}
     got = run_process_graph(
-        graph, parameters={"cube": cube}, udps={"scaled_ndvi": UDP, "mean_of_scaled": outer}
+        graph,
+        parameters={"cube": cube},
+        udps={"scaled_ndvi": UDP, "mean_of_scaled": outer},
+        policy=ExecutionPolicy(read_roots=[tmp_path]),  # the namespace folder is readable
     )
     np.testing.assert_allclose(got.values, (_expected_ndvi(cube) * 3.0).mean("t").values, rtol=1e-6)
 
@@ -247,7 +251,9 @@ def test_udp_from_url_namespace(tmp_path):
         graph = {
             "u": node("scaled_ndvi", result=True, namespace=url, data={"from_parameter": "cube"})
         }
-        got = run_process_graph(graph, parameters={"cube": cube})
+        host = f"127.0.0.1:{server.server_address[1]}"  # loopback and http: allowed by name
+        policy = ExecutionPolicy(allowed_hosts=[host])
+        got = run_process_graph(graph, parameters={"cube": cube}, policy=policy)
         np.testing.assert_allclose(got.values, _expected_ndvi(cube).values * 2.0, rtol=1e-6)
     finally:
         server.shutdown()

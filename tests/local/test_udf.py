@@ -16,6 +16,7 @@ from openeo_deepfeatures.errors import (
 )
 from openeo_deepfeatures.local import run_process_graph
 from openeo_deepfeatures.local.udf import udf_runtimes
+from openeo_deepfeatures.policy import ExecutionPolicy
 
 BANDS = ["B04", "B08"]
 
@@ -61,7 +62,7 @@ def udf_node(code, **extra):
     return {"process_graph": {"u": {"process_id": "run_udf", "arguments": args, "result": True}}}
 
 
-def run(process_id, cube, **arguments):
+def run(process_id, cube, policy=None, **arguments):
     nodes = {
         "p": {
             "process_id": process_id,
@@ -69,7 +70,7 @@ def run(process_id, cube, **arguments):
             "result": True,
         }
     }
-    return run_process_graph(nodes, parameters={"cube": cube})
+    return run_process_graph(nodes, parameters={"cube": cube}, policy=policy)
 
 
 def test_apply_dimension_t_gets_labelled_cube(cube):
@@ -122,7 +123,8 @@ def test_plain_callbacks_still_use_upstream(cube):
 def test_run_udf_on_the_whole_cube_from_a_file(cube, tmp_path):
     path = tmp_path / "anomaly.py"
     path.write_text(ANOMALY)
-    got = run("run_udf", cube, udf=str(path), runtime="python", version="3")
+    policy = ExecutionPolicy(read_roots=[tmp_path])  # the UDF file is readable
+    got = run("run_udf", cube, policy, udf=str(path), runtime="python", version="3")
     np.testing.assert_allclose(got.values, (cube - cube.mean("t")).values, rtol=1e-5, atol=1e-3)
 
 
