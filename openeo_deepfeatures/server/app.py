@@ -33,7 +33,7 @@ from .auth import signature as sign_path
 from .collections import Catalog, with_links
 from .config import ServerConfig
 from .errors import BadRequest, NotFound, ProcessGraphMissing, error_body
-from .execute import execute
+from .execute import RUN_LOCK, execute
 from .jobs import JobManager, connect_scheduler
 from .process_graphs import ProcessGraphStore
 from .results import save_value
@@ -113,15 +113,16 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     builtin = _builtin_udps()
 
     def run(process: Mapping[str, Any], output: Path) -> Any:
-        value = execute(
-            dict(process),
-            collections=catalog.collections(),
-            udps=udps.all(),
-            output=output,
-            allow_udf=config.allow_udf,
-            data=config.data,
-        )
-        return save_value(value, output)
+        with RUN_LOCK:  # a cube result is written as netCDF: serialized like the run
+            value = execute(
+                dict(process),
+                collections=catalog.collections(),
+                udps=udps.all(),
+                output=output,
+                allow_udf=config.allow_udf,
+                data=config.data,
+            )
+            return save_value(value, output)
 
     jobs = JobManager(config.jobs / "jobs", run)
     # connected now, so an unreachable scheduler is an error before the server starts

@@ -94,10 +94,12 @@ class Catalog:
 
     def _open(self, collection_id: str) -> xr.DataArray:
         from ..local.processes import RunSettings, _open_collection, settings
+        from .execute import RUN_LOCK
 
         token = settings.set(RunSettings(self.collections()))
         try:
-            return _open_collection(collection_id)
+            with RUN_LOCK:  # netCDF-C/HDF5 are not thread-safe (see .execute)
+                return _open_collection(collection_id)
         finally:
             settings.reset(token)
 

@@ -362,3 +362,37 @@ def test_json_output_of_a_cube(server):
     cube = xr.DataArray.from_dict(r.json())
     assert cube.dims == ("t", "bands", "y", "x") and cube.shape == (2, 1, 5, 5)
     assert list(cube["bands"].values) == ["B04"]
+
+
+# -- the execution policy --------------------------------------------------------------------
+def test_save_result_stays_in_the_run_folder(server, tmp_path):
+    node = save("a", "netCDF")
+    node["arguments"]["options"] = {"filename": f"../../../../{tmp_path.name}/escaped"}
+    r = requests.post(f"{server.url}/result", json=graph(a=load(), s=node), headers=server.auth)
+    assert_openeo_error(r, 403, "PermissionDenied")
+    assert not list(tmp_path.parent.glob("**/escaped.nc"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/etc/passwd",  # a file outside the --data folders
+        "file:///etc/hostname",
+        "http://127.0.0.1:9/collection.json",  # not https, and a loopback address
+    ],
+)
+def test_load_stac_reads_only_the_data_folders_and_public_https(server, url):
+    node = {"process_id": "load_stac", "arguments": {"url": url}, "result": True}
+    r = requests.post(f"{server.url}/result", json=graph(a=node), headers=server.auth)
+    body = assert_openeo_error(r, 403, "PermissionDenied")
+    assert url.split("://")[-1].split(":")[0] in body["message"]
+
+
+def test_a_cube_in_the_data_folders_is_readable(server, demo_netcdf):
+    node = load(collection="demo_small", bands=["B04"])
+    node["arguments"]["spatial_extent"] = None
+    r = requests.post(
+        f"{server.url}/result", json=graph(a=node, s=save("a", "JSON")), headers=server.auth
+    )
+    assert r.status_code == 200, r.text
+    assert xr.DataArray.from_dict(r.json()).shape == (2, 1, 6, 5)
