@@ -437,9 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .downstream.cli import add_parser as add_evaluate
     from .plugin import add_parser as add_processes
+    from .server.cli import add_parser as add_serve
 
     add_evaluate(sub)
     add_processes(sub)
+    add_serve(sub)
     udp = sub.add_parser(
         "udps", help="write the UDP JSON (process_graphs/) from the Python generator"
     )

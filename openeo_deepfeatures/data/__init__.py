@@ -30,13 +30,19 @@ def _open(chunks: dict | None) -> xr.Dataset:
     """
     import netCDF4
     import rioxarray  # noqa: F401  (registers .rio)
+    from xarray.backends.locks import HDF5_LOCK, NETCDFC_LOCK, combine_locks
 
+    # netCDF-C/HDF5 are not thread-safe, and xarray locks only its array reads: the whole
+    # read holds the locks xarray takes for its netCDF4 calls (a server's threads read the
+    # demo while others read or write netCDF)
     image = demo_path().read_bytes()
-    nc = netCDF4.Dataset(DEMO_FILE, mode="r", memory=image)
-    try:
-        loaded = xr.open_dataset(xr.backends.NetCDF4DataStore(nc), decode_coords="all").load()
-    finally:
-        nc.close()
+    with combine_locks([NETCDFC_LOCK, HDF5_LOCK]):
+        nc = netCDF4.Dataset(DEMO_FILE, mode="r", memory=image)
+        try:
+            store = xr.backends.NetCDF4DataStore(nc, lock=False)  # the lock is held already
+            loaded = xr.open_dataset(store, decode_coords="all").load()
+        finally:
+            nc.close()
     return loaded.chunk(chunks) if chunks is not None else loaded
 
 

@@ -158,7 +158,14 @@ def load_collection(
     return cube
 
 
-_FORMATS = {"ZARR": ".zarr", "NETCDF": ".nc", "NC": ".nc", "GTIFF": ".tif", "GEOTIFF": ".tif"}
+_FORMATS = {
+    "ZARR": ".zarr",
+    "NETCDF": ".nc",
+    "NC": ".nc",
+    "GTIFF": ".tif",
+    "GEOTIFF": ".tif",
+    "JSON": ".json",
+}
 
 
 def save_result(
@@ -174,7 +181,7 @@ def save_result(
         raise ProcessParameterInvalid(
             process="save_result",
             parameter="format",
-            reason=f"{format!r}: use one of ZARR, netCDF, GTiff.",
+            reason=f"{format!r}: use one of ZARR, netCDF, GTiff, JSON.",
         )
     run = settings.get(RunSettings())
     out_dir = run.output or Path.cwd()
@@ -191,6 +198,9 @@ def save_result(
             if "bands" in out.coords:
                 out = out.assign_coords(bands=[str(b) for b in out["bands"].values])
             keep_coordinates(out.to_dataset()).to_netcdf(tmp)
+    elif fmt == "JSON":
+        with atomic_path(target, overwrite=overwrite) as tmp:
+            tmp.write_text(json.dumps(_json_value(data), allow_nan=False), "utf-8")
     else:
         cube = data
         extra = [d for d in cube.dims if d not in ("y", "x", "bands")]
@@ -211,11 +221,43 @@ def save_result(
     return item
 
 
+def _json_value(data: Any) -> Any:
+    """A JSON value: a cube as xarray's dict form (``dims``, ``coords``, ``data``), NaN as null."""
+    if isinstance(data, xr.DataArray):
+        out = data.compute()
+        out.attrs = {}
+        value = out.to_dict(data="list", encoding=False)
+        for coord in value.get("coords", {}).values():
+            coord.pop("attrs", None)
+        value.pop("attrs", None)
+    elif hasattr(data, "compute"):
+        value = np.asarray(data.compute()).tolist()
+    elif isinstance(data, np.ndarray | np.generic):
+        value = data.tolist()
+    else:
+        value = data
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, np.generic):
+            return plain(v.item())
+        if isinstance(v, pd.Timestamp | np.datetime64) or hasattr(v, "isoformat"):
+            return pd.Timestamp(v).isoformat()
+        return v
+
+    return plain(value)
+
+
 def _stac_item(data: xr.DataArray, target: Path, fmt: str) -> dict[str, Any]:
     import pystac
     from pystac.extensions.projection import ProjectionExtension
 
-    times = pd.DatetimeIndex(data["t"].values) if "t" in data.dims else None
+    times = pd.DatetimeIndex(data["t"].values) if "t" in getattr(data, "dims", ()) else None
     start = times.min().to_pydatetime() if times is not None else None
     end = times.max().to_pydatetime() if times is not None else None
     item = pystac.Item(
@@ -231,6 +273,7 @@ def _stac_item(data: xr.DataArray, target: Path, fmt: str) -> dict[str, Any]:
         "ZARR": "application/vnd+zarr",
         "GTIFF": pystac.MediaType.COG,
         "GEOTIFF": pystac.MediaType.COG,
+        "JSON": pystac.MediaType.JSON,
     }
     item.add_asset(
         "data",
@@ -238,7 +281,7 @@ def _stac_item(data: xr.DataArray, target: Path, fmt: str) -> dict[str, Any]:
             href=str(target), media_type=media.get(fmt, "application/netcdf"), roles=["data"]
         ),
     )
-    crs = data.rio.crs if hasattr(data, "rio") else None
+    crs = data.rio.crs if isinstance(data, xr.DataArray) and hasattr(data, "rio") else None
     if crs is not None and crs.to_epsg() is not None:
         ProjectionExtension.add_to(item)
         ProjectionExtension.ext(item).epsg = crs.to_epsg()

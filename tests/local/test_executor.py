@@ -6,6 +6,7 @@ import functools
 import http.server
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -287,6 +288,27 @@ def test_save_result_formats(tmp_path, ndvi_reference):
 
     tif = rioxarray.open_rasterio(item["assets"]["data"]["href"])
     assert tif.rio.crs.to_epsg() == 3035
+
+
+def test_save_result_json(tmp_path, ndvi_reference):
+    """JSON: a cube as xarray's dict form (NaN as null, dates as ISO text), a number as is."""
+    nodes = demo_ndvi_nodes(temporal_extent=["2016-03-01", "2016-05-01"])
+    nodes["save"] = node("save_result", result=True, data={"from_node": "si"}, format="JSON")
+    item = run_process_graph(nodes, output=tmp_path)
+    assert item["assets"]["data"]["type"] == "application/json"
+    text = Path(item["assets"]["data"]["href"]).read_text()
+    assert "NaN" not in text
+    back = xr.DataArray.from_dict(json.loads(text))
+    ref = ndvi_reference.sel(t=slice("2016-03-01", "2016-04-30"))
+    assert back.dims == ref.dims
+    np.testing.assert_allclose(back.values.astype(float), ref.values, equal_nan=True)
+    assert pd.DatetimeIndex(back["t"].values).equals(pd.DatetimeIndex(ref["t"].values))
+    graph = {
+        "a": node("add", x=1, y=2),
+        "save": node("save_result", result=True, data={"from_node": "a"}, format="JSON"),
+    }
+    item = run_process_graph(graph, output=tmp_path / "n")
+    assert json.loads(Path(item["assets"]["data"]["href"]).read_text()) == 3
 
 
 def test_graph_from_openeo_client(tmp_path, ndvi_reference):
