@@ -150,21 +150,9 @@ def _cmd_compute(args: argparse.Namespace) -> int:
 
 def _scheduler(address: str | None):
     """A dask.distributed client: ``local`` starts a LocalCluster, else connects to an address."""
-    if not address:
-        return None
-    from dask.distributed import Client
+    from .scheduler import connect_scheduler
 
-    if address == "local":
-        # the client owns this cluster, so closing the client shuts it down
-        return Client(processes=False)
-    try:
-        return Client(address)
-    except OSError as exc:
-        raise ProcessParameterInvalid(
-            process="feature-cube",
-            parameter="--scheduler",
-            reason=f"cannot reach the dask scheduler at {address!r} ({exc}).",
-        ) from None
+    return connect_scheduler(address, process="feature-cube")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

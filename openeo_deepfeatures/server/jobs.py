@@ -22,7 +22,7 @@ from typing import Any
 
 from dask.callbacks import Callback
 
-from ..errors import OpenEOError, ProcessParameterInvalid
+from ..errors import OpenEOError
 from ..io import atomic_path
 from .errors import JobLocked, JobNotFinished, JobNotFound, NotFound, error_body
 from .storage import read_json, safe_id, write_json
@@ -48,20 +48,9 @@ def _now() -> str:
 
 def connect_scheduler(address: str | None) -> Any:
     """A dask.distributed client set as dask's default: ``local`` starts a LocalCluster."""
-    if not address:
-        return None
-    from dask.distributed import Client
+    from ..scheduler import connect_scheduler as connect
 
-    if address == "local":
-        return Client(processes=False)
-    try:
-        return Client(address, timeout="10s")
-    except OSError as exc:
-        raise ProcessParameterInvalid(
-            process="serve",
-            parameter="--scheduler",
-            reason=f"cannot reach the dask scheduler at {address!r} ({exc}).",
-        ) from None
+    return connect(address, process="serve", timeout="10s")
 
 
 class _Progress(Callback):
