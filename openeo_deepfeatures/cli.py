@@ -127,7 +127,7 @@ def _cmd_compute(args: argparse.Namespace) -> int:
     si = compute_indices(
         cube,
         args.indices,
-        constants=_key_values(args.constant, "--constant") or None,
+        constants=_key_values(args.constants, "--constants") or None,
         formulas=formulas,
     )
     with _reading(args.input):
@@ -403,7 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("input", help="input cube (.nc, .zarr, .tif)")
     comp.add_argument("-o", "--output", required=True, help="output .zarr")
     comp.add_argument("--indices", nargs="+", help="index names (default: all computable)")
-    comp.add_argument("--constant", nargs="+", metavar="NAME=VALUE", help="override constants")
+    comp.add_argument(
+        "--constants",
+        "--constant",
+        nargs="+",
+        metavar="NAME=VALUE",
+        help="override constants (the process parameter `constants`)",
+    )
     comp.add_argument("--formulas", help='JSON file of extra indices {"NAME": "formula"}')
     comp.add_argument(
         "--preprocess",

@@ -154,7 +154,8 @@ def test_processes_call_the_native_api(dn, features):
 def test_cli_feature_cube(tmp_path, dn, features):
     src = tmp_path / "in.nc"
     dn.to_dataset(dim="bands").to_netcdf(src)
-    assert main(["feature-cube", str(src), "-o", str(tmp_path / "out.zarr"), "-q"]) == 0
+    options = ["--threads", "1", "--tile", "20", "--model", "default"]  # the API's keywords
+    assert main(["feature-cube", str(src), "-o", str(tmp_path / "out.zarr"), "-q", *options]) == 0
     back = xr.open_zarr(tmp_path / "out.zarr", consolidated=False)["features"]
     np.testing.assert_allclose(back.values, features.values, atol=1e-6)
 
