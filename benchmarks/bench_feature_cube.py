@@ -215,7 +215,7 @@ def peak_rss_kb() -> int:
 
 def stream_child(source: str, target: str, tile: int) -> None:
     """Child process: zarr of DN -> feature cube zarr; prints a JSON line."""
-    from openeo_deepfeatures.feature_cube import feature_cube, write_feature_cube
+    from openeo_deepfeatures.features import feature_cube, write_feature_cube
 
     base = peak_rss_kb()
     cube = odf.io.open_cube(source, chunks={})

@@ -1,12 +1,24 @@
 """openeo-deepfeatures: DeepFeatures for openEO users.
 
-Spectral-index data cubes from Sentinel-2 L2A, and (in later releases) ONNX encoders that
-reduce them to feature cubes, as a native xarray/dask API, openEO processes and UDFs.
+Sentinel-2 L2A in, Feature Data Cubes out: cloud-masked reflectance, spectral indices (Awesome
+Spectral Indices), and ONNX encoders that reduce them to a few latent features per pixel and
+date; as a native xarray/dask API, openEO processes, UDPs and UDFs.
+
+The main job::
+
+    import openeo_deepfeatures as odf
+
+    features = odf.feature_cube(odf.load_demo_cube())  # lazy: mask -> indices -> encoder
+    odf.write_feature_cube(features, "features.zarr")  # zarr + STAC Item + quicklook PNG
+
+Its steps: :func:`preprocess_s2` (DN -> reflectance, SCL mask), :func:`compute_indices`,
+:func:`embed` (encoder features of an index cube); :func:`load_encoder` opens a model once.
 """
 
 from . import errors
 from .data import load_demo_cube
 from .encoder import load_encoder
+from .features import embed, feature_cube, write_feature_cube
 from .indices import ASI_VERSION, compute_indices, get_index, list_indices, load_formulas
 from .sentinel2 import preprocess_s2
 
@@ -24,7 +36,9 @@ __all__ = [
     "ASI_VERSION",
     "__version__",
     "compute_indices",
+    "embed",
     "errors",
+    "feature_cube",
     "get_index",
     "list_indices",
     "load_demo_cube",
@@ -32,4 +46,5 @@ __all__ = [
     "load_formulas",
     "preprocess_s2",
     "run_process_graph",
+    "write_feature_cube",
 ]

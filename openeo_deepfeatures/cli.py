@@ -127,7 +127,7 @@ def _cmd_compute(args: argparse.Namespace) -> int:
     si = compute_indices(
         cube,
         args.indices,
-        constants=_key_values(args.constant, "--constant") or None,
+        constants=_key_values(args.constants, "--constants") or None,
         formulas=formulas,
     )
     with _reading(args.input):
@@ -158,7 +158,7 @@ def _scheduler(address: str | None):
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .data import load_demo_cube
     from .encoder import load_encoder
-    from .feature_cube import feature_cube, write_feature_cube
+    from .features import feature_cube, write_feature_cube
 
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -177,7 +177,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     c = model.contract
     stage("load encoder", t, f"{c.name} ({c.family}), {len(c.channels)} indices -> {c.k} features")
     t = time.perf_counter()
-    features = feature_cube(cube, model)
+    features = feature_cube(cube, model=model)
     stage("build lazy graph (mask, indices, embed)", t, f"{dict(features.sizes)}")
     t = time.perf_counter()
     files = write_feature_cube(
@@ -198,18 +198,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from .feature_cube import embed, feature_cube, write_feature_cube
+    from .features import embed, feature_cube, write_feature_cube
     from .io import open_cube
 
     client = _scheduler(args.scheduler)
     try:
         t0 = time.perf_counter()
         cube = open_cube(args.input, variable=args.variable, chunks=_chunks(args.chunks))
-        options = {"providers": args.providers, "tile": args.tile}
+        options = {
+            "model": args.model,
+            "providers": args.providers,
+            "tile": args.tile,
+            "threads": args.threads,
+            "batch_size": args.batch_size,
+        }
         if args.command == "embed":
-            result = embed(cube, args.model, **options)
+            result = embed(cube, **options)
         else:
-            result = feature_cube(cube, args.model, mask=_MASKS[args.mask], **options)
+            result = feature_cube(cube, mask=_MASKS[args.mask], **options)
         with _reading(args.input):
             files = write_feature_cube(
                 result,
@@ -331,6 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
             "--providers", nargs="+", help="onnxruntime providers, e.g. CPUExecutionProvider"
         )
         cmd.add_argument("--tile", type=int, help="spatial tile size (px)")
+        cmd.add_argument(
+            "--threads", type=int, help="onnxruntime intra-op threads per session (default: all)"
+        )
+        cmd.add_argument(
+            "--batch-size", type=int, help="patch models: windows per onnxruntime call"
+        )
         cmd.add_argument("--variable", help="variable holding the cube (netCDF/zarr)")
         cmd.add_argument("--chunks", nargs="+", metavar="DIM=SIZE", help="dask chunks, e.g. t=20")
         cmd.add_argument("--scheduler", help="dask.distributed: 'local' or a scheduler address")
@@ -391,7 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("input", help="input cube (.nc, .zarr, .tif)")
     comp.add_argument("-o", "--output", required=True, help="output .zarr")
     comp.add_argument("--indices", nargs="+", help="index names (default: all computable)")
-    comp.add_argument("--constant", nargs="+", metavar="NAME=VALUE", help="override constants")
+    comp.add_argument(
+        "--constants",
+        "--constant",
+        nargs="+",
+        metavar="NAME=VALUE",
+        help="override constants (the process parameter `constants`)",
+    )
     comp.add_argument("--formulas", help='JSON file of extra indices {"NAME": "formula"}')
     comp.add_argument(
         "--preprocess",

@@ -1,7 +1,10 @@
 """The deepfeatures user-defined processes (UDPs): openEO process graphs built from Python.
 
-Each UDP is built with the openEO Python client (``openeo.processes`` process builders and
-``openeo.rest.udp.build_process_dict``) by the same step functions that
+Each process is described once, in ``openeo_deepfeatures/processes/specs/<id>.json``: a UDP
+takes all its metadata (summary, description, parameters, returns, examples, links, ...) from
+that spec and adds a graph of standard processes; only the defaults a portable graph cannot
+leave ``null`` differ (:func:`portable_defaults`; the specs say so). The graphs are built with
+the openEO Python client (``openeo.processes`` process builders) by the same step functions that
 :mod:`openeo_deepfeatures.client` applies to a user's ``DataCube``, so a UDP and the inlined
 client graph are one graph. ``deepfeatures udps`` writes them to ``process_graphs/`` (checked
 in; a test fails when the files drift from this generator).
@@ -15,9 +18,11 @@ in; a test fails when the files drift from this generator).
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,12 +44,15 @@ __all__ = [
     "EMBED_WINDOW",
     "NAMESPACE_URL",
     "UDP_IDS",
+    "PortableDefault",
     "build_udp",
     "default_bands",
     "default_indices",
     "embed_step",
     "feature_embedding_udf",
     "main",
+    "parameters_used",
+    "portable_defaults",
     "preprocess_step",
     "spectral_indices_step",
     "write_udps",
@@ -66,19 +74,6 @@ UDP_IDS = (
     "deepfeatures_embed",
     "deepfeatures_feature_cube",
 )
-_SOURCE_LINK = {
-    "rel": "about",
-    "href": "https://github.com/openeo-deepfeatures/openeo-deepfeatures",
-    "title": "openeo-deepfeatures: source, documentation and the native implementation",
-    "type": "text/html",
-}
-_DEEPFEATURES_LINK = {
-    "rel": "about",
-    "href": "https://rsc4earth.de/project/deepfeatures/",
-    "title": "The DeepFeatures project (ESA AI4Science)",
-    "type": "text/html",
-}
-
 Cube = DataCube | ProcessBuilder | Parameter
 
 
@@ -294,260 +289,134 @@ def embed_step(
 # --------------------------------------------------------------------------- UDP documents
 
 
-def _datacube(name: str, description: str) -> Parameter:
-    return Parameter.datacube(name=name, description=description)
+@dataclass(frozen=True)
+class PortableDefault:
+    """A UDP parameter's default where its spec says ``null``: a graph of standard processes
+    needs a value (``null`` is then no longer accepted); ``choices``: the only values the graph
+    offers (an ``enum`` on the array items)."""
+
+    default: Any
+    choices: tuple[str, ...] | None = None
 
 
-def _model_parameters() -> list[Parameter]:
-    return [
-        Parameter.string(
-            name="model",
-            description=(
-                "URL (or path on the backend, e.g. inside a `udf-dependency-archives` folder) of "
-                "the ONNX encoder with an embedded DeepFeatures model contract. The default is the "
-                "encoder shipped with openeo-deepfeatures. It is downloaded once per worker and "
-                "cached."
-            ),
-            default=DEFAULT_MODEL_URL,
-            subtype="uri",
-        ),
-        Parameter(
-            name="model_sha256",
-            description=(
-                "Expected sha256 of the model file (hex). The download is refused when it "
-                "differs. `null` skips the check."
-            ),
-            schema=[{"type": "string", "pattern": "^[0-9a-f]{64}$"}, {"type": "null"}],
-            default=None,
-        ),
-    ]
-
-
-_S2_DIMENSIONS = [
-    {"type": "spatial", "axis": ["x", "y"]},
-    {"type": "temporal"},
-    {"type": "bands"},
-]
-
-
-def _returns(description: str) -> dict[str, Any]:
+def portable_defaults(process_id: str) -> dict[str, PortableDefault]:
+    """What the UDP of ``process_id`` changes in its spec's parameters: the defaults a graph of
+    standard processes cannot leave ``null`` (each spec's description says so)."""
+    models = {"model": PortableDefault(DEFAULT_MODEL_URL)}
     return {
-        "description": description,
-        "schema": {"type": "object", "subtype": "datacube", "dimensions": _S2_DIMENSIONS},
-    }
+        "deepfeatures_preprocess_s2": {
+            "bands": PortableDefault(list(default_bands())),
+            "boa_offset": PortableDefault(0),
+        },
+        "deepfeatures_spectral_indices": {
+            "indices": PortableDefault(list(default_indices()), choices=default_indices()),
+        },
+        "deepfeatures_embed": models,
+        "deepfeatures_feature_cube": models,
+    }[process_id]
 
 
-def _example(title: str, arguments: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"title": title, "description": description, "arguments": arguments}
-
-
-def _preprocess_udp() -> dict[str, Any]:
-    data = _datacube(
-        "data",
-        "Sentinel-2 L2A digital numbers with dimensions `t`, `bands`, `y`, `x`, as loaded from "
-        "a collection such as CDSE `SENTINEL2_L2A`; needs the band `SCL` and the bands in `bands`.",
-    )
-    bands = Parameter.array(
-        name="bands",
-        description="Reflectance bands to keep, by label (`B01`..`B12`, `B8A`).",
-        item_schema={"type": "string", "subtype": "band-name"},
-        default=list(default_bands()),
-    )
-    offset = Parameter.number(
-        name="boa_offset",
-        description=(
-            "`BOA_ADD_OFFSET` added to the digital numbers before dividing by 10000. `0` for "
-            "harmonised collections (CDSE `SENTINEL2_L2A` delivers harmonised values) and for "
-            "processing baselines before 04.00; `-1000` for raw products of baseline 04.00 or "
-            "later."
-        ),
-        default=0,
-    )
-    invalid = Parameter.array(
-        name="invalid_scl",
-        description=(
-            "Scene classification (SCL) classes set to no-data in every band. The default masks "
-            "no data (0), saturated or defective (1), cloud shadows (3), cloud medium (8) and "
-            "high probability (9) and thin cirrus (10). Pixels without a valid SCL value are "
-            "masked too."
-        ),
-        item_schema={"type": "integer", "minimum": 0, "maximum": 11},
-        default=[int(c) for c in DEFAULT_INVALID_SCL],
-    )
-    graph = preprocess_step(data, bands=bands, boa_offset=offset, invalid_scl=invalid)
-    return build_process_dict(
-        graph,
-        process_id="deepfeatures_preprocess_s2",
-        summary="Sentinel-2 L2A digital numbers to cloud-masked surface reflectance",
-        description=(
-            "Converts Sentinel-2 L2A digital numbers to surface reflectance, "
-            "`(DN + boa_offset) / 10000`, treats DN 0 as no-data, and sets every pixel whose "
-            "scene classification (`SCL`) is listed in `invalid_scl` to no-data in all bands. "
-            "The `SCL` band is dropped.\n\n"
-            "Pure openEO processes: runs on any backend. Equal to the native "
-            "`openeo_deepfeatures.preprocess_s2` without mask dilation."
-        ),
-        parameters=[data, bands, offset, invalid],
-        returns=_returns("Surface reflectance (float) of the bands in `bands`, no-data masked."),
-        categories=["cubes", "math", "cloud masking"],
-        examples=[
-            _example(
-                "Default masking, harmonised collection",
-                {"data": {"from_parameter": "data"}},
-                "Reflectance of the default bands with clouds, shadows and cirrus masked.",
-            )
-        ],
-        links=[_SOURCE_LINK],
+def _preprocess_graph(p: Mapping[str, Parameter]) -> Cube:
+    return preprocess_step(
+        p["data"], bands=p["bands"], boa_offset=p["boa_offset"], invalid_scl=p["invalid_scl"]
     )
 
 
-def _spectral_indices_udp() -> dict[str, Any]:
-    data = _datacube(
-        "data",
-        "Surface reflectance (as made by `deepfeatures_preprocess_s2`) with a `bands` dimension "
-        f"holding at least {', '.join(default_bands())}.",
-    )
-    names = list(default_indices())
-    select = Parameter.array(
-        name="indices",
-        description=(
-            "The indices to return, by ASI short name (a subset of the default list, which is "
-            "the set the default DeepFeatures encoder reads)."
-        ),
-        item_schema={"type": "string", "enum": names},
-        default=names,
-    )
-    graph = spectral_indices_step(data, names, select=select)
-    return build_process_dict(
-        graph,
-        process_id="deepfeatures_spectral_indices",
-        summary="DeepFeatures spectral indices (Awesome Spectral Indices) from Sentinel-2",
-        description=(
-            f"Computes {len(names)} spectral indices of the Awesome Spectral Indices catalogue "
-            "(the channels of the default DeepFeatures encoder) for every pixel and date and "
-            "returns them as the labels of the `bands` dimension.\n\n"
-            "Pure openEO math generated from the formula DAG of openeo-deepfeatures: "
-            "sub-expressions shared by several indices are computed once, bands are selected "
-            "by label, so it runs on any backend without UDFs. Constants use the catalogue's "
-            "defaults (e.g. SAVI `L = 0.5`); kernel indices use an RBF kernel with "
-            "`sigma = 0.5 (a + b)`. Results that are not finite are no-data.\n\n"
-            "For another set of indices, build the graph with "
-            "`openeo_deepfeatures.client.spectral_indices(cube, indices=[...])`."
-        ),
-        parameters=[data, select],
-        returns=_returns("The spectral indices as the labels of the `bands` dimension."),
-        categories=["cubes", "math", "vegetation indices"],
-        examples=[
-            _example(
-                "A few indices",
-                {"data": {"from_parameter": "data"}, "indices": ["NDVI", "EVI", "NDWI"]},
-                "NDVI, EVI and NDWI per pixel and date.",
-            )
-        ],
-        links=[
-            _SOURCE_LINK,
-            {
-                "rel": "about",
-                "href": "https://github.com/awesome-spectral-indices/awesome-spectral-indices",
-                "title": "Awesome Spectral Indices (the formula catalogue)",
-                "type": "text/html",
-            },
-        ],
-    )
+def _spectral_indices_graph(p: Mapping[str, Parameter]) -> Cube:
+    return spectral_indices_step(p["data"], default_indices(), select=p["indices"])
 
 
-def _embed_udp() -> dict[str, Any]:
-    data = _datacube(
-        "data",
-        "A spectral-index cube (`t`, `bands`, `y`, `x`) holding the channels the model reads "
-        "(for the default model: the output of `deepfeatures_spectral_indices`); no-data "
-        "(clouds) as null.",
-    )
-    model, sha = _model_parameters()
-    graph = embed_step(data, model=model, model_sha256=sha)
-    return build_process_dict(
-        graph,
-        process_id="deepfeatures_embed",
-        summary="DeepFeatures encoder: spectral-index cube to latent feature cube",
-        description=(
-            "Runs a DeepFeatures encoder (ONNX with an embedded model contract) over a "
-            "spectral-index cube and returns its latent features per pixel and date as the "
-            "labels `F01`, `F02`, ... of the `bands` dimension.\n\n"
-            f"Runs as a Python UDF (`udf/feature_embedding.py`, numpy + xarray + onnxruntime) "
-            f"in `apply_neighborhood` windows of {EMBED_WINDOW} x {EMBED_WINDOW} px with all "
-            f"dates and {EMBED_OVERLAP} px of overlap: models with a spatial context of up to "
-            f"{EMBED_OVERLAP} px give the same features as one pass over the whole cube "
-            "(the UDF refuses models that need more). "
-            "The model contract decides the channels (selected by label), their normalisation "
-            "and the context. Features are defined for every pixel and date, cloudy ones "
-            "included (the model fills them from their valid neighbours in space and time)."
-        ),
-        parameters=[data, model, sha],
-        returns=_returns("The latent features as the labels of the `bands` dimension."),
-        categories=["cubes", "machine learning", "udf"],
-        examples=[
-            _example(
-                "Default model",
-                {"data": {"from_parameter": "data"}},
-                "Features F01..F06 of the default encoder.",
-            )
-        ],
-        links=[_SOURCE_LINK, _DEEPFEATURES_LINK],
-    )
+def _embed_graph(p: Mapping[str, Parameter]) -> Cube:
+    return embed_step(p["data"], model=p["model"], model_sha256=p["model_sha256"])
 
 
-def _feature_cube_udp() -> dict[str, Any]:
-    data = _datacube(
-        "data",
-        "Sentinel-2 L2A digital numbers (`t`, `bands`, `y`, `x`) as loaded from a collection "
-        f"such as CDSE `SENTINEL2_L2A`, with the bands {', '.join(default_bands())} and `SCL`.",
-    )
-    model, sha = _model_parameters()
-    refl = preprocess_step(data, bands=default_bands())
+def _feature_cube_graph(p: Mapping[str, Parameter]) -> Cube:
+    refl = preprocess_step(p["data"], bands=default_bands())
     si = spectral_indices_step(refl, default_indices())
-    graph = embed_step(si, model=model, model_sha256=sha)
-    return build_process_dict(
-        graph,
-        process_id="deepfeatures_feature_cube",
-        summary="DeepFeatures feature cube from Sentinel-2 L2A",
-        description=(
-            "The whole DeepFeatures chain on a Sentinel-2 L2A cube: digital numbers to "
-            "cloud-masked reflectance (as `deepfeatures_preprocess_s2` with its defaults), the "
-            "spectral indices of the default encoder (as `deepfeatures_spectral_indices`), and "
-            "the encoder's latent features (as `deepfeatures_embed`).\n\n"
-            "Load the cube with `load_collection` (e.g. CDSE `SENTINEL2_L2A`) including the "
-            "`SCL` band; the result is a Feature Data Cube with the labels `F01`, `F02`, ... on "
-            "the `bands` dimension, ready for `save_result` (netCDF or GeoTIFF)."
-        ),
-        parameters=[data, model, sha],
-        returns=_returns("The latent features as the labels of the `bands` dimension."),
-        categories=["cubes", "machine learning", "udf"],
-        examples=[
-            _example(
-                "Default model",
-                {"data": {"from_parameter": "data"}},
-                "Features F01..F06 of the default encoder for a Sentinel-2 L2A cube.",
-            )
-        ],
-        links=[_SOURCE_LINK, _DEEPFEATURES_LINK],
-    )
+    return embed_step(si, model=p["model"], model_sha256=p["model_sha256"])
 
 
-_BUILDERS = {
-    "deepfeatures_preprocess_s2": _preprocess_udp,
-    "deepfeatures_spectral_indices": _spectral_indices_udp,
-    "deepfeatures_embed": _embed_udp,
-    "deepfeatures_feature_cube": _feature_cube_udp,
+#: The graph of each UDP, built from the parameters of its spec (``processes/specs/<id>.json``).
+_GRAPHS: dict[str, Callable[[Mapping[str, Parameter]], Cube]] = {
+    "deepfeatures_preprocess_s2": _preprocess_graph,
+    "deepfeatures_spectral_indices": _spectral_indices_graph,
+    "deepfeatures_embed": _embed_graph,
+    "deepfeatures_feature_cube": _feature_cube_graph,
 }
+#: What a UDP takes from its spec, in this order (all the spec's metadata; then the graph).
+_METADATA = (
+    "id",
+    "summary",
+    "description",
+    "categories",
+    "experimental",
+    "parameters",
+    "returns",
+    "exceptions",
+    "examples",
+    "links",
+)
+
+
+def parameters_used(nodes: Mapping[str, Any]) -> set[str]:
+    """The UDP parameters a flat graph reads (``from_parameter`` outside callbacks)."""
+
+    def walk(value: Any) -> Iterator[str]:
+        if isinstance(value, Mapping):
+            if "process_graph" in value:  # a callback: its parameters are its own
+                return
+            if set(value) == {"from_parameter"}:
+                yield value["from_parameter"]
+                return
+            for item in value.values():
+                yield from walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                yield from walk(item)
+
+    return {name for node in nodes.values() for name in walk(node.get("arguments", {}))}
+
+
+def _portable(param: Mapping[str, Any], change: PortableDefault | None) -> dict[str, Any]:
+    out = copy.deepcopy(dict(param))
+    if change is None:
+        return out
+    schemas = out["schema"] if isinstance(out["schema"], list) else [out["schema"]]
+    schemas = [s for s in schemas if s.get("type") != "null"]
+    if change.choices is not None:
+        schemas = [{**s, "items": {**s["items"], "enum": list(change.choices)}} for s in schemas]
+    out["schema"] = schemas[0] if len(schemas) == 1 else schemas
+    out["default"] = copy.deepcopy(change.default)
+    return out
 
 
 def build_udp(process_id: str) -> dict[str, Any]:
-    """The UDP document (openEO process JSON) of ``process_id``."""
-    from .errors import ProcessUnsupported
+    """The UDP document (openEO process JSON) of ``process_id``: the metadata of its spec
+    (:func:`openeo_deepfeatures.processes.get_spec`) and a graph of standard processes.
 
-    if process_id not in _BUILDERS:
+    The UDP lists the spec's parameters its graph reads (those it leaves out are optional in
+    the spec), with the :func:`portable_defaults`, and the spec's examples it can run.
+    """
+    from .errors import ProcessUnsupported
+    from .processes import get_spec
+
+    if process_id not in _GRAPHS:
         raise ProcessUnsupported(process=process_id, namespace=NAMESPACE_URL)
-    return _BUILDERS[process_id]()
+    spec = get_spec(process_id)
+    params = {
+        p["name"]: Parameter(name=p["name"], description=p["description"], schema=p["schema"])
+        for p in spec["parameters"]
+    }
+    graph = build_process_dict(_GRAPHS[process_id](params))["process_graph"]
+    used = parameters_used(graph)
+    changes = portable_defaults(process_id)
+    doc = {key: spec[key] for key in _METADATA if key in spec}
+    doc["parameters"] = [
+        _portable(p, changes.get(p["name"])) for p in spec["parameters"] if p["name"] in used
+    ]
+    doc["examples"] = [e for e in spec.get("examples", []) if set(e["arguments"]) <= used]
+    doc["process_graph"] = graph
+    return doc
 
 
 def _dumps(document: Mapping[str, Any]) -> str:

@@ -93,7 +93,7 @@ def test_compute_zarr_of_band_variables_with_constants(tmp_path):
                 str(out),
                 "--indices",
                 "SAVI",
-                "--constant",
+                "--constants",
                 "L=0.25",
                 "-q",
             ]

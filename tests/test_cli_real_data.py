@@ -12,7 +12,7 @@ import xarray as xr
 
 import openeo_deepfeatures as odf
 from openeo_deepfeatures.cli import main
-from openeo_deepfeatures.feature_cube import feature_cube
+from openeo_deepfeatures.features import feature_cube
 
 from .cdse_cubes import cdse_dataset, write_netcdf
 

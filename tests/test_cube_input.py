@@ -18,7 +18,7 @@ from openeo_deepfeatures.cube_input import VALUES_ATTR, canonical_cube
 from openeo_deepfeatures.encoder import load_encoder
 from openeo_deepfeatures.encoder.selection import SHIPPED_MODELS, bands_needed
 from openeo_deepfeatures.errors import BandMissing, ProcessParameterInvalid
-from openeo_deepfeatures.feature_cube import feature_cube
+from openeo_deepfeatures.features import feature_cube
 from openeo_deepfeatures.io import open_cube
 
 from .cdse_cubes import NODATA_DATE, TEN_M, cdse_dataset, reflectance, write_netcdf
@@ -141,7 +141,7 @@ def test_feature_cube_picks_the_10m_model_and_says_so(tmp_path, caplog):
     demo = odf.load_demo_cube().isel(t=slice(0, DATES), y=slice(0, SIZE), x=slice(0, SIZE))
     demo = demo.sel(bands=[*TEN_M, "SCL"]).copy(deep=True)
     demo[NODATA_DATE, 0].values.reshape(-1)[np.arange(5) * 7] = 0
-    expected = feature_cube(demo, "s2-10m").compute()
+    expected = feature_cube(demo, model="s2-10m").compute()
     got = features.compute()
     assert np.isfinite(got.values).all()
     np.testing.assert_allclose(got.values, expected.values, atol=1e-5)
@@ -151,7 +151,7 @@ def test_feature_cube_picks_the_10m_model_and_says_so(tmp_path, caplog):
 def test_explicit_model_needing_absent_bands():
     cube = cdse_dataset()
     with pytest.raises(BandMissing) as info:
-        feature_cube(cube, "default")
+        feature_cube(cube, model="default")
     message = info.value.to_dict()["message"]
     assert (
         "the model 'deepfeatures-dense-demo' needs bands B8A, B11; the cube has B02, B03, "

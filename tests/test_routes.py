@@ -34,7 +34,7 @@ from openeo.udf import UdfData, XarrayDataCube, execute_local_udf, run_udf_code
 
 import openeo_deepfeatures as odf
 from openeo_deepfeatures import client, udps
-from openeo_deepfeatures.feature_cube import feature_cube
+from openeo_deepfeatures.features import feature_cube
 from openeo_deepfeatures.local import run_process_graph
 from openeo_deepfeatures.local.connection import LocalConnection
 
@@ -76,7 +76,7 @@ def native_si(dn, encoder) -> xr.DataArray:
 @pytest.fixture(scope="module")
 def native(dn, encoder) -> xr.DataArray:
     """Route 1: the native API."""
-    return feature_cube(dn, encoder).compute()
+    return feature_cube(dn, model=encoder).compute()
 
 
 def load_node(extent):

@@ -157,7 +157,7 @@ def test_udp_is_a_documented_process(process_id):
 def test_udp_parameter_subtypes(process_id, shared_dir):
     known = set(json.loads(SUBTYPES.read_text("utf-8"))["definitions"])
     params = {p["name"]: p for p in load_udp(process_id)["parameters"]}
-    assert params["data"]["schema"] == {"type": "object", "subtype": "datacube"}
+    assert params["data"]["schema"]["subtype"] == "datacube"
     used = {
         s["subtype"] for p in params.values() for s in schemas_of(p["schema"]) if "subtype" in s
     }
@@ -169,23 +169,57 @@ def test_udp_parameter_subtypes(process_id, shared_dir):
         assert params["bands"]["schema"]["items"]["subtype"] == "band-name"
 
 
+# --------------------------------------------------------------------------- one description
+
+
+METADATA = ("summary", "description", "categories", "returns", "exceptions", "links")
+
+
 @pytest.mark.parametrize("process_id", udps.UDP_IDS)
-def test_udp_parameters_are_those_of_the_native_process(process_id):
-    """A graph calling the UDP runs unchanged where the native process stands in for it."""
-    native = {p["name"]: p for p in get_spec(process_id)["parameters"]}
-    for param in load_udp(process_id)["parameters"]:
+def test_udp_metadata_is_the_spec(process_id):
+    """Each process is described once, in its spec: the UDP says the same, apart from its graph
+    and the defaults a portable graph needs where the spec says ``null``."""
+    spec, udp = get_spec(process_id), load_udp(process_id)
+    assert set(udp) - {"process_graph"} <= set(spec)
+    assert udp["id"] == spec["id"] == process_id
+    for key in METADATA:
+        assert udp.get(key) == spec.get(key), key
+    assert udp.get("experimental") == spec.get("experimental")
+    assert udp["examples"] and all(e in spec["examples"] for e in udp["examples"])
+
+    native = {p["name"]: p for p in spec["parameters"]}
+    changed = udps.portable_defaults(process_id)
+    names = [p["name"] for p in udp["parameters"]]
+    assert names == [n for n in native if n in names]  # the spec's order
+    for param in udp["parameters"]:
         name = param["name"]
-        assert name in native, f"{name} is not a parameter of the native {process_id}"
-        udp_types, native_types = types_of(param["schema"]), types_of(native[name]["schema"])
-        assert udp_types <= native_types, name
-        udp_sub = {s.get("subtype") for s in schemas_of(param["schema"])} - {None}
-        native_sub = {s.get("subtype") for s in schemas_of(native[name]["schema"])} - {None}
-        assert udp_sub <= native_sub, name
-        if "default" in param:  # the UDP's default is a valid value of the native process
-            jsonschema.validate(param["default"], {"anyOf": schema_list(native[name]["schema"])})
-    for name, spec in native.items():  # what the UDP lacks, the native process may leave out
-        if name not in {p["name"] for p in load_udp(process_id)["parameters"]}:
-            assert spec.get("optional"), name
+        want = native[name]
+        if name in changed:  # the portable default, a valid value of the native process
+            assert want["default"] is None and param["default"] == changed[name].default
+            jsonschema.validate(param["default"], {"anyOf": schema_list(want["schema"])})
+            assert "null" not in types_of(param["schema"])
+            assert types_of(param["schema"]) == types_of(want["schema"]) - {"null"}
+            assert f"`{name}`" in spec["description"]  # the spec tells UDP users
+            param = {k: v for k, v in param.items() if k not in ("default", "schema")}
+            want = {k: v for k, v in want.items() if k not in ("default", "schema")}
+        assert param == want, name
+    assert set(changed) <= set(names)
+    for name, spec_param in native.items():  # what the UDP leaves out is optional natively
+        if name not in names:
+            assert spec_param.get("optional") and f"`{name}`" in spec["description"], name
+
+
+@pytest.mark.parametrize("process_id", udps.UDP_IDS)
+def test_udp_parameters_are_those_its_graph_reads(process_id):
+    doc = load_udp(process_id)
+    assert udps.parameters_used(doc["process_graph"]) == {p["name"] for p in doc["parameters"]}
+
+
+def test_embed_spec_states_the_udp_windows():
+    description = get_spec("deepfeatures_embed")["description"]
+    window, overlap = udps.EMBED_WINDOW, udps.EMBED_OVERLAP
+    assert f"{window} x {window} px with all dates and {overlap} px of overlap" in description
+    assert f"spatial context of up to {overlap} px" in description
 
 
 @pytest.mark.parametrize("process_id", udps.UDP_IDS)

@@ -127,7 +127,7 @@ def main(args: argparse.Namespace) -> int:
     features = open_cube(args.features) if args.features else None
     demo = args.s2 is None
     s2 = load_demo_cube(chunks={"t": 20}) if demo else open_cube(args.s2, variable=args.variable)
-    inputs = inputs_from_s2(s2, features=features, encoder=args.model)
+    inputs = inputs_from_s2(s2, features=features, model=args.model)
     if args.target:
         target = load_target(args.target, variable=args.target_variable)
     else:

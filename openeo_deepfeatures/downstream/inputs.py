@@ -21,15 +21,15 @@ def inputs_from_s2(
     s2_cube: xr.DataArray | xr.Dataset,
     *,
     features: xr.DataArray | None = None,
-    encoder: Any = None,
+    model: Any = None,
 ) -> dict[str, xr.DataArray]:
     """``features``, ``si_cube`` and ``bands_cube`` (keyword arguments of :func:`evaluate`).
 
     ``s2_cube``: Sentinel-2 L2A, DN with ``SCL`` (preprocessed: reflectance, clouds NaN) or
     reflectance. ``si_cube``: every index computable from its bands. ``features``: given, or
-    computed with ``encoder`` (default: the shipped model).
+    computed with ``model`` (default: the shipped model).
     """
-    from ..feature_cube import feature_cube
+    from ..features import feature_cube
     from ..indices import compute_indices
     from ..sentinel2 import canonical_cube, preprocess_s2
 
@@ -40,7 +40,7 @@ def inputs_from_s2(
     else:
         reflectance = cube
     if features is None:
-        features = feature_cube(cube, encoder)
+        features = feature_cube(cube, model=model)
     return {
         "features": features,
         "si_cube": compute_indices(reflectance),
@@ -49,11 +49,11 @@ def inputs_from_s2(
 
 
 def demo_inputs(
-    *, features: xr.DataArray | None = None, encoder: Any = None
+    *, features: xr.DataArray | None = None, model: Any = None
 ) -> dict[str, xr.DataArray]:
     """:func:`inputs_from_s2` of the embedded demo cube, with its tree-cover ``target``."""
     from ..data import load_demo_cube, load_demo_tree_cover
 
-    inputs = inputs_from_s2(load_demo_cube(), features=features, encoder=encoder)
+    inputs = inputs_from_s2(load_demo_cube(), features=features, model=model)
     inputs["target"] = load_demo_tree_cover()
     return inputs

@@ -96,7 +96,7 @@ def check_bands(encoder, bands: Iterable[str], *, process: str) -> None:
             reason=(
                 f"the model {encoder.contract.name!r} needs bands {format_labels(missing)}; the "
                 f"cube has {format_labels(labels)}. Load those bands, or use a model for the "
-                f"bands you have. Shipped models (--model NAME / encoder='NAME'): "
+                f"bands you have. Shipped models (--model NAME / model='NAME'): "
                 f"{_describe_shipped(have)}."
             ),
         )

@@ -73,19 +73,19 @@ def _model(model: str | None, sha256: str | None):
 def deepfeatures_embed(
     data: xr.DataArray, model: str | None = None, model_sha256: str | None = None
 ) -> xr.DataArray:
-    from ..feature_cube import embed
+    from ..features import embed
 
-    return embed(data, _model(model, model_sha256))
+    return embed(data, model=_model(model, model_sha256))
 
 
 def deepfeatures_feature_cube(
     data: xr.DataArray, model: str | None = None, model_sha256: str | None = None
 ) -> xr.DataArray:
-    from ..feature_cube import feature_cube
+    from ..features import feature_cube
 
     # no model named: the shipped model whose bands the cube has
-    encoder = None if model is None and model_sha256 is None else _model(model, model_sha256)
-    return feature_cube(data, encoder)
+    chosen = None if model is None and model_sha256 is None else _model(model, model_sha256)
+    return feature_cube(data, model=chosen)
 
 
 def _filter_bands(data: xr.DataArray, bands: Sequence[str]) -> xr.DataArray:

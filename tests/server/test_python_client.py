@@ -9,7 +9,7 @@ import xarray as xr
 
 import openeo_deepfeatures as odf
 from openeo_deepfeatures import client
-from openeo_deepfeatures.feature_cube import feature_cube
+from openeo_deepfeatures.features import feature_cube
 
 DATES = 4
 EXTENT_PX = 16  # y, x
@@ -50,7 +50,7 @@ def _extents(dn: xr.DataArray) -> dict:
 
 @pytest.fixture(scope="module")
 def native(small_dn, encoder) -> xr.DataArray:
-    return feature_cube(small_dn, encoder).compute()
+    return feature_cube(small_dn, model=encoder).compute()
 
 
 @pytest.fixture(scope="module")

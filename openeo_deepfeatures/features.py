@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
 import pandas as pd
@@ -23,7 +25,21 @@ import xarray as xr
 from .errors import ProcessParameterInvalid
 from .versions import software_versions
 
-__all__ = ["FeatureCubeFiles", "embed", "feature_cube", "quicklook", "write_feature_cube"]
+if TYPE_CHECKING:
+    from .encoder import Encoder
+
+__all__ = [
+    "FeatureCubeFiles",
+    "embed",
+    "feature_cube",
+    "quicklook",
+    "write_feature_cube",
+]
+
+#: What ``model=`` accepts: an opened encoder, an ONNX path, a shipped model's name, or None.
+Model = Union["Encoder", str, os.PathLike, None]
+#: What ``tile=`` accepts: pixels in y and x, or sizes per dimension (``t``, ``y``, ``x``).
+Tile = int | Mapping[str, int | None] | None
 
 PROVENANCE_ATTR = "deepfeatures_provenance"
 #: Coordinate on ``t`` of a feature cube: the share of pixels with data per date.
@@ -36,24 +52,31 @@ _VERSIONS = ("openeo-deepfeatures", "onnxruntime", "numpy", "xarray", "dask", "z
 
 def embed(
     si_cube: xr.DataArray,
-    encoder: Any = None,
     *,
-    providers: list[str] | None = None,
-    tile: int | dict[str, int | None] | None = None,
+    model: Model = None,
+    providers: Sequence[str] | None = None,
+    tile: Tile = None,
     threads: int | None = None,
     batch_size: int | None = None,
 ) -> xr.DataArray:
-    """Features ``(t, bands=F01..Fk, y, x)`` float32 of an SI cube (default model if None).
+    """Features ``(t, bands=F01..Fk, y, x)`` float32 of a spectral-index cube.
 
-    The model's contract decides the channels (picked by name from ``bands``), their
-    normalisation, the spatial halo and the temporal context; see
-    :func:`openeo_deepfeatures.encoder.inference.embed` for ``tile``, ``threads``,
-    ``batch_size`` and ``providers``.
+    ``model``: an :class:`~openeo_deepfeatures.encoder.Encoder` (see
+    :func:`~openeo_deepfeatures.load_encoder`), the path of an ONNX encoder, a shipped model's
+    name (``"default"``, ``"s2-10m"``), or None for the default model. Its contract decides
+    the channels (picked by name from ``bands``), their normalisation, the spatial halo and
+    the temporal context.
+
+    ``providers``: onnxruntime execution providers in order of preference (default CUDA when
+    available, else CPU). ``tile``: pixels in y and x (an int) or ``{"t": dates, "y": px,
+    "x": px}`` (``"t": None``: the whole series in one tile). ``threads``: onnxruntime
+    intra-op threads per session. ``batch_size``: windows per onnxruntime call (patch models
+    only). See :func:`openeo_deepfeatures.encoder.inference.embed` for the details.
     """
     from .encoder.inference import embed as run
 
     return run(
-        si_cube, encoder, providers=providers, tile=tile, threads=threads, batch_size=batch_size
+        si_cube, model, providers=providers, tile=tile, threads=threads, batch_size=batch_size
     )
 
 
@@ -70,12 +93,12 @@ def _needs_preprocessing(cube: xr.DataArray) -> bool:
 
 def feature_cube(
     s2_cube: xr.DataArray | xr.Dataset,
-    encoder: Any = None,
     *,
-    providers: list[str] | None = None,
+    model: Model = None,
+    providers: Sequence[str] | None = None,
     preprocess: bool | None = None,
-    mask: bool | str = "auto",
-    tile: int | dict[str, int | None] | None = None,
+    mask: bool | Literal["auto"] = "auto",
+    tile: Tile = None,
     threads: int | None = None,
     batch_size: int | None = None,
 ) -> xr.DataArray:
@@ -86,7 +109,7 @@ def feature_cube(
     ``S2-L2A-B02``, ``B02_10m``, ``blue``; see :mod:`openeo_deepfeatures.cube_input`); bands
     the job does not need (``AOT``, ``WVP``, angles) are ignored.
 
-    ``encoder``: an :class:`~openeo_deepfeatures.encoder.Encoder`, an ONNX path, a shipped
+    ``model``: an :class:`~openeo_deepfeatures.encoder.Encoder`, an ONNX path, a shipped
     model's name (``"default"``, ``"s2-10m"``), or None: the first shipped model whose bands
     the cube has (an INFO line says which). A model that needs bands the cube lacks is a
     :class:`~openeo_deepfeatures.errors.BandMissing` naming those bands.
@@ -114,18 +137,18 @@ def feature_cube(
     cube = canonical_cube(s2_cube, process)
     present = [str(b) for b in cube["bands"].values]
     reflective = [b for b in present if b in BAND_BY_LABEL]
-    if encoder is None:
-        model = choose_encoder(present, process=process, providers=providers)
+    if model is None:
+        encoder = choose_encoder(present, process=process, providers=providers)
     else:
-        model = _as_encoder(encoder)
-        check_bands(model, present, process=process)
+        encoder = _as_encoder(model)
+        check_bands(encoder, present, process=process)
     if preprocess if preprocess is not None else _needs_preprocessing(cube):
         cube = preprocess_s2(cube, mask=mask)
     else:
         cube = cube.sel(bands=reflective)
     # the indices are computed inside each tile: the index cube never exists whole
     features = embed_reflectance(
-        cube, model, providers=providers, threads=threads, tile=tile, batch_size=batch_size
+        cube, encoder, providers=providers, threads=threads, tile=tile, batch_size=batch_size
     )
     valid = cube.notnull().any("bands").mean(("y", "x"), dtype=np.float32)
     valid.attrs["long_name"] = VALID_FRACTION_DESCRIPTION

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import numpy as np
@@ -11,15 +12,16 @@ import rioxarray  # noqa: F401
 import xarray as xr
 
 import openeo_deepfeatures as odf
-from openeo_deepfeatures.cli import main
+from openeo_deepfeatures.cli import build_parser, main
 from openeo_deepfeatures.errors import BandMissing, ProcessParameterInvalid
-from openeo_deepfeatures.feature_cube import (
+from openeo_deepfeatures.features import (
     PROVENANCE_ATTR,
     embed,
     feature_cube,
     write_feature_cube,
 )
 from openeo_deepfeatures.local import run_process_graph
+from openeo_deepfeatures.processes import get_spec
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +38,12 @@ def model():
 
 @pytest.fixture(scope="module")
 def features(dn, model):
-    return feature_cube(dn, model).compute()
+    return feature_cube(dn, model=model).compute()
 
 
 def test_chain_equals_its_parts(dn, model, features):
     si = odf.compute_indices(odf.preprocess_s2(dn), list(model.contract.channels))
-    direct = embed(si, model).compute()
+    direct = embed(si, model=model).compute()
     assert features.dims == ("t", "bands", "y", "x")
     assert features.dtype == np.float32
     assert list(features["bands"].values) == list(model.contract.features)
@@ -51,13 +53,13 @@ def test_chain_equals_its_parts(dn, model, features):
 
 
 def test_lazy_end_to_end(dn, model):
-    lazy = feature_cube(dn, model)
+    lazy = feature_cube(dn, model=model)
     assert lazy.chunks is not None
 
 
 def test_missing_bands_are_named(dn, model):
     with pytest.raises(BandMissing, match="B11"):
-        feature_cube(dn.sel(bands=["B02", "B03", "B04", "B08", "SCL"]), model)
+        feature_cube(dn.sel(bands=["B02", "B03", "B04", "B08", "SCL"]), model=model)
 
 
 def test_written_files(tmp_path, features):
@@ -82,7 +84,7 @@ def test_valid_fraction_per_date_and_the_clearest_date_in_the_quicklook(
 ):
     """Features are never NaN, so ``valid_fraction`` (from the masked reflectance) tells clear
     from cloudy dates; it is stored in the zarr and picks the quicklook's date."""
-    import openeo_deepfeatures.feature_cube as fc
+    import openeo_deepfeatures.features as fc
 
     reflectance = odf.preprocess_s2(dn).values
     expected = np.isfinite(reflectance).any(axis=1).mean(axis=(1, 2))
@@ -115,7 +117,7 @@ def test_valid_fraction_per_date_and_the_clearest_date_in_the_quicklook(
 
 
 def test_existing_output_refused_and_nothing_half_written(tmp_path, features, monkeypatch):
-    import openeo_deepfeatures.feature_cube as fc
+    import openeo_deepfeatures.features as fc
 
     write_feature_cube(features, tmp_path / "f.zarr")
     with pytest.raises(Exception, match="exists"):
@@ -152,6 +154,58 @@ def test_processes_call_the_native_api(dn, features):
 def test_cli_feature_cube(tmp_path, dn, features):
     src = tmp_path / "in.nc"
     dn.to_dataset(dim="bands").to_netcdf(src)
-    assert main(["feature-cube", str(src), "-o", str(tmp_path / "out.zarr"), "-q"]) == 0
+    options = ["--threads", "1", "--tile", "20", "--model", "default"]  # the API's keywords
+    assert main(["feature-cube", str(src), "-o", str(tmp_path / "out.zarr"), "-q", *options]) == 0
     back = xr.open_zarr(tmp_path / "out.zarr", consolidated=False)["features"]
     np.testing.assert_allclose(back.values, features.values, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- one vocabulary
+
+
+def test_the_main_job_is_at_the_top_level():
+    assert (odf.feature_cube, odf.embed, odf.write_feature_cube) == (
+        feature_cube,
+        embed,
+        write_feature_cube,
+    )
+    assert {"feature_cube", "embed", "write_feature_cube", "load_encoder"} <= set(odf.__all__)
+    assert all(hasattr(odf, name) for name in odf.__all__)
+    # the submodule has its own name: ``odf.feature_cube`` is the function, not a module
+    assert callable(odf.feature_cube) and odf.features.feature_cube is feature_cube
+
+
+@pytest.mark.parametrize("function", [feature_cube, embed, write_feature_cube])
+def test_options_are_keyword_only(function):
+    first, *options = inspect.signature(function).parameters.values()
+    assert first.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    if function is write_feature_cube:  # (features, path, *, ...)
+        first, *options = options
+    assert options and all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in options)
+
+
+def test_old_encoder_keyword_is_gone(dn):
+    with pytest.raises(TypeError, match="encoder"):
+        feature_cube(dn, encoder="default")
+    with pytest.raises(TypeError, match="positional"):
+        embed(dn, "default")
+
+
+@pytest.mark.parametrize(
+    ("command", "function", "process_id"),
+    [
+        ("feature-cube", feature_cube, "deepfeatures_feature_cube"),
+        ("embed", embed, "deepfeatures_embed"),
+    ],
+)
+def test_cli_api_and_process_say_the_same(command, function, process_id):
+    """Every option of the CLI command is a keyword of the API function of the same name,
+    and the process's parameters (but its input ``data``) are keywords of the function too."""
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    parser = sub.choices[command]
+    generic = {"help", "input", "output", "variable", "chunks", "scheduler", "overwrite", "quiet"}
+    options = {a.dest for a in parser._actions} - generic
+    keywords = set(inspect.signature(function).parameters)
+    assert options and options <= keywords, options - keywords
+    process = {p["name"] for p in get_spec(process_id)["parameters"]} - {"data", "model_sha256"}
+    assert process <= keywords, process - keywords
