@@ -15,6 +15,7 @@ import xarray as xr
 from ..cube_input import format_labels
 from ..errors import CollectionNotFound, NoDataAvailable, ProcessParameterInvalid
 from ..sentinel2 import canonical_cube, normalize_band_label
+from ..stac import GEOTIFF, JSON, NETCDF, ZARR, cube_item
 from .extents import bbox_in_crs, temporal_bounds
 
 __all__ = [
@@ -119,6 +120,14 @@ _FORMATS = {
     "GEOTIFF": ".tif",
     "JSON": ".json",
 }
+_MEDIA_TYPES = {
+    "ZARR": ZARR,
+    "NETCDF": NETCDF,
+    "NC": NETCDF,
+    "GTIFF": GEOTIFF,
+    "GEOTIFF": GEOTIFF,
+    "JSON": JSON,
+}
 
 
 def save_result(
@@ -142,6 +151,7 @@ def save_result(
     name = str(options.get("filename", f"result{len(run.saved) or ''}")) + _FORMATS[fmt]
     target = current_policy().check_write(out_dir / name, what="save_result")
     overwrite = bool(options.get("overwrite", False))
+    described = data  # what the file holds, for its STAC item
     if fmt == "ZARR":
         write_zarr(data, target, overwrite=overwrite)
     elif fmt in ("NETCDF", "NC"):
@@ -163,13 +173,16 @@ def save_result(
                 parameter="format",
                 reason=f"GTiff holds one raster; reduce the dimensions {extra} first (or use ZARR / netCDF).",
             )
+        described = cube.squeeze(extra)  # the date stays, as a scalar coordinate
         cube = cube.squeeze(extra, drop=True)
         cube.attrs = clean_attrs(cube.attrs)
         if "bands" in cube.dims:
             cube = cube.rename(bands="band").transpose("band", "y", "x")
         with atomic_path(target, overwrite=overwrite) as tmp:
             cube.rio.to_raster(tmp, driver="GTiff")
-    item = _stac_item(data, target, fmt)
+    item = cube_item(
+        described, item_id=target.stem, href=str(target), media_type=_MEDIA_TYPES[fmt]
+    ).to_dict()
     run.saved.append(item)
     return item
 
@@ -204,41 +217,6 @@ def _json_value(data: Any) -> Any:
         return v
 
     return plain(value)
-
-
-def _stac_item(data: xr.DataArray, target: Path, fmt: str) -> dict[str, Any]:
-    import pystac
-    from pystac.extensions.projection import ProjectionExtension
-
-    times = pd.DatetimeIndex(data["t"].values) if "t" in getattr(data, "dims", ()) else None
-    start = times.min().to_pydatetime() if times is not None else None
-    end = times.max().to_pydatetime() if times is not None else None
-    item = pystac.Item(
-        id=target.stem,
-        geometry=None,
-        bbox=None,
-        datetime=None if times is not None else pd.Timestamp.now(tz="UTC").to_pydatetime(),
-        properties={},
-        start_datetime=start,
-        end_datetime=end,
-    )
-    media = {
-        "ZARR": "application/vnd+zarr",
-        "GTIFF": pystac.MediaType.COG,
-        "GEOTIFF": pystac.MediaType.COG,
-        "JSON": pystac.MediaType.JSON,
-    }
-    item.add_asset(
-        "data",
-        pystac.Asset(
-            href=str(target), media_type=media.get(fmt, "application/netcdf"), roles=["data"]
-        ),
-    )
-    crs = data.rio.crs if isinstance(data, xr.DataArray) and hasattr(data, "rio") else None
-    if crs is not None and crs.to_epsg() is not None:
-        ProjectionExtension.add_to(item)
-        ProjectionExtension.ext(item).epsg = crs.to_epsg()
-    return item.to_dict()
 
 
 def array_create(data: Sequence[Any] | None = None, repeat: int = 1, axis: int | None = None):
