@@ -62,7 +62,6 @@ def write_index_cube(
         item_id=path.stem,
         href=f"./{path.name}",
         media_type=ZARR,
-        description=si.attrs.get("long_name"),
         properties={k: v for k, v in properties.items() if v is not None},
     )
     write_zarr(si, path, overwrite=overwrite, progress=progress, codec=codec, level=level)

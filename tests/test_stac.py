@@ -208,7 +208,9 @@ def test_a_crs_without_epsg_code_is_given_as_wkt2(si):
     assert (
         item.properties["cube:dimensions"]["x"]["reference_system"] == item.properties["proj:wkt2"]
     )
-    assert item.bbox == pytest.approx(list(cube.rio.transform_bounds("EPSG:4326")), abs=1e-7)  # 1 cm
+    assert item.bbox == pytest.approx(
+        list(cube.rio.transform_bounds("EPSG:4326")), abs=1e-7
+    )  # 1 cm
 
 
 def test_results_without_time_or_cube():
