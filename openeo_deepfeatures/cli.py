@@ -106,8 +106,9 @@ def _is_dn(cube) -> bool:
 
 
 def _cmd_compute(args: argparse.Namespace) -> int:
+    from .index_cube import write_index_cube
     from .indices import compute_indices, load_formulas
-    from .io import INDICES_CODEC, open_cube, write_zarr
+    from .io import INDICES_CODEC, open_cube
     from .sentinel2 import canonical_cube, preprocess_s2
 
     t0 = time.perf_counter()
@@ -131,17 +132,18 @@ def _cmd_compute(args: argparse.Namespace) -> int:
         formulas=formulas,
     )
     with _reading(args.input):
-        write_zarr(
+        files = write_index_cube(
             si,
             args.output,
             overwrite=args.overwrite,
+            source=str(args.input),
             progress=not args.quiet,
             codec=args.codec or INDICES_CODEC,
             level=args.level,
         )
     if not args.quiet:
         print(
-            f"wrote {args.output}: {si.sizes['bands']} indices, shape {dict(si.sizes)}, "
+            f"wrote {files.zarr} and {files.item}: {si.sizes['bands']} indices, shape {dict(si.sizes)}, "
             f"{time.perf_counter() - t0:.1f} s",
             file=sys.stderr,
         )
@@ -398,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=_cmd_list)
 
     comp = indices.add_parser(
-        "compute", help="compute an SI cube: netCDF/zarr/GeoTIFF in, zarr out"
+        "compute", help="compute an SI cube: netCDF/zarr/GeoTIFF in, zarr + STAC item out"
     )
     comp.add_argument("input", help="input cube (.nc, .zarr, .tif)")
     comp.add_argument("-o", "--output", required=True, help="output .zarr")

@@ -234,35 +234,16 @@ def write_feature_cube(
 
 
 def _item(features: xr.DataArray, path: Path):
-    import rioxarray  # noqa: F401
+    from .stac import ZARR, cube_item
 
-    from .stac import cube_item
-
-    crs = features.rio.crs
-    times = [
-        t.to_pydatetime().replace(tzinfo=_dt.timezone.utc)
-        for t in pd.DatetimeIndex(features["t"].values)
-    ]
-    res_x, res_y = features.rio.resolution()
     prov = json.loads(features.attrs.get(PROVENANCE_ATTR, "{}"))
     return cube_item(
-        path.stem,
+        features,
+        item_id=path.stem,
         href=f"./{path.name}",
-        media_type="application/vnd+zarr",
-        crs_epsg=crs.to_epsg() if crs is not None else None,
-        bbox_native=features.rio.bounds(),
-        bbox_wgs84=features.rio.transform_bounds("EPSG:4326"),
-        shape=(features.sizes["y"], features.sizes["x"]),
-        transform=list(features.rio.transform())[:6],
-        times=times,
-        bands=[str(b) for b in features["bands"].values],
-        step=(float(res_x), float(res_y)),
-        variable="features",
+        media_type=ZARR,
         description="DeepFeatures latent features per pixel and date",
         properties={f"deepfeatures:{k}": v for k, v in prov.items() if v is not None},
-        per_date={VALID_FRACTION: VALID_FRACTION_DESCRIPTION}
-        if VALID_FRACTION in features.coords
-        else None,
     )
 
 

@@ -719,7 +719,7 @@ def test_sigkilled_write_then_rerun_leaves_one_output_and_no_sibling(tmp_path):
     assert not out.exists() and len(siblings(tmp_path)) == 1  # what a killed run leaves
     rerun = start_write(out)
     assert rerun.wait(timeout=600) == 0
-    assert os.listdir(tmp_path) == ["si.zarr"]
+    assert sorted(os.listdir(tmp_path)) == ["si.stac.json", "si.zarr"]
     assert odf.io.open_cube(out).sizes["t"] == 140
 
 
