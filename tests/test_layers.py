@@ -161,7 +161,7 @@ ALLOWED_PRIVATE_IMPORTS = {
     ("openeo_deepfeatures.cli", "openeo_deepfeatures.io", "_reading_failure"),
     # the model-loader branch (one cached loader)
     ("openeo_deepfeatures.encoder", "openeo_deepfeatures.encoder.contract", "_session"),
-    ("openeo_deepfeatures.feature_cube", "openeo_deepfeatures.encoder.inference", "_as_encoder"),
+    ("openeo_deepfeatures.features", "openeo_deepfeatures.encoder.inference", "_as_encoder"),
     # the training branch (training/ subpackage)
     ("openeo_deepfeatures.encoder.train", "openeo_deepfeatures.encoder.contract", "_NAME"),
 }
@@ -194,6 +194,7 @@ LAYERS = [
     ["server", "plugin", "client"],
     ["local"],
     ["processes"],
+    ["features"],
     ["encoder"],
     ["indices", "sentinel2", "stac", "io", "policy"],
     ["errors"],

@@ -17,7 +17,7 @@ import rioxarray  # noqa: F401
 from pystac.validation.stac_validator import JsonSchemaSTACValidator
 
 import openeo_deepfeatures as odf
-from openeo_deepfeatures.feature_cube import write_feature_cube
+from openeo_deepfeatures.features import write_feature_cube
 from openeo_deepfeatures.index_cube import write_index_cube
 from openeo_deepfeatures.local import run_process_graph
 from openeo_deepfeatures.stac import ZARR, cube_item
