@@ -415,9 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("-q", "--quiet", action="store_true")
     comp.set_defaults(func=_cmd_compute)
 
-    from .encoder.export import add_cli as add_export
-    from .encoder.train import add_cli as add_train
-    from .encoder.training_cube import add_cli as add_training_cube
+    from .training.cli import add_export, add_train, add_training_cube
 
     add_training_cube(sub)
     add_train(sub)

@@ -11,7 +11,7 @@ import pytest
 
 from openeo_deepfeatures.cli import build_parser
 from openeo_deepfeatures.downstream.cli import add_parser
-from openeo_deepfeatures.encoder.train import load_config
+from openeo_deepfeatures.training import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TUTORIAL = ROOT / "docs" / "tutorial.md"
