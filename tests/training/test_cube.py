@@ -14,6 +14,7 @@ import xarray as xr
 import zarr
 
 import openeo_deepfeatures as odf
+from openeo_deepfeatures.cli.training import add_training_cube
 from openeo_deepfeatures.data import demo_path
 from openeo_deepfeatures.errors import (
     BandMissing,
@@ -30,7 +31,6 @@ from openeo_deepfeatures.training import (
     training_cube_provenance,
     training_cube_sha256,
 )
-from openeo_deepfeatures.training.cli import add_training_cube
 from openeo_deepfeatures.training.cube_source import Cutter
 
 CHANNELS = ["NDVI", "EVI", "NDWI"]

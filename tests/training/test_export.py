@@ -12,11 +12,11 @@ import torch
 from pystac.extensions.file import FileExtension
 from pystac.extensions.mlm import MLMExtension
 
+from openeo_deepfeatures.cli.training import add_export
 from openeo_deepfeatures.encoder import load_encoder, sha256_file, time_inputs
 from openeo_deepfeatures.errors import ProcessParameterInvalid
 from openeo_deepfeatures.stac import read_item
 from openeo_deepfeatures.training import export, load_checkpoint
-from openeo_deepfeatures.training.cli import add_export
 from openeo_deepfeatures.training.models import build_model
 from openeo_deepfeatures.training.onnx_export import random_inputs
 

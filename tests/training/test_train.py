@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from openeo_deepfeatures.cli.training import add_train
 from openeo_deepfeatures.errors import ProcessParameterInvalid
 from openeo_deepfeatures.training import (
     load_checkpoint,
@@ -21,7 +22,6 @@ from openeo_deepfeatures.training import (
     training_cube_provenance,
 )
 from openeo_deepfeatures.training.checkpoint import CHECKPOINT, METRICS
-from openeo_deepfeatures.training.cli import add_train
 from openeo_deepfeatures.training.config import config_schema, config_sha256, model_defaults
 
 from .fixtures import SI_CHANNELS, tiny_config

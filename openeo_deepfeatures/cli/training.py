@@ -12,9 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_export", "add_train", "add_training_cube"]
+__all__ = ["add_parsers"]
 
-#: ``training.sampling.KINDS`` (tests/cli check they agree), not imported: see above.
+#: ``openeo_deepfeatures.training.sampling.KINDS`` (tests/cli check they agree), not imported:
+#: see above.
 KINDS = ("tile", "patch")
 
 
@@ -217,3 +218,10 @@ def add_export(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_export)
     return p
+
+
+def add_parsers(subparsers: Any) -> None:
+    """``deepfeatures training-cube``, ``train`` and ``export``."""
+    add_training_cube(subparsers)
+    add_train(subparsers)
+    add_export(subparsers)
