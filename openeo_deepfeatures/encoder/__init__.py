@@ -1,7 +1,6 @@
-"""Encoders: the model contract, loading ONNX encoders, and (``train`` extra) training/export.
+"""Encoders: the model contract and loading ONNX encoders for inference (no torch).
 
-``contract`` and this module need no torch; ``models``, ``train`` and ``export`` import torch and
-are imported only when used (``from openeo_deepfeatures.encoder.train import train``).
+Training data cubes, training and export to ONNX live in :mod:`openeo_deepfeatures.training`.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from .contract import (
     stac_item_path,
     time_inputs,
 )
-from .training_cube import make_training_cube, open_training_cube
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -31,8 +29,6 @@ __all__ = [
     "EncoderContract",
     "Normalisation",
     "load_encoder",
-    "make_training_cube",
-    "open_training_cube",
     "read_onnx_metadata",
     "sha256_file",
     "stac_item_path",

@@ -16,7 +16,6 @@ from onnx import TensorProto, helper
 
 from openeo_deepfeatures.encoder import inference as inf
 from openeo_deepfeatures.encoder import load_encoder, time_inputs
-from openeo_deepfeatures.encoder.export import export
 from openeo_deepfeatures.encoder.inference import (
     CPU,
     CUDA,
@@ -31,6 +30,7 @@ from openeo_deepfeatures.errors import (
     DimensionNotAvailable,
     ProcessParameterInvalid,
 )
+from openeo_deepfeatures.training import export
 
 TOL = 1e-5
 
