@@ -32,6 +32,7 @@ __all__ = [
     "clean_attrs",
     "keep_coordinates",
     "open_cube",
+    "reading_failure",
     "write_zarr",
     "zarr_compressors",
 ]
@@ -63,11 +64,11 @@ def open_cube(
         opened = _open(path, variable=variable, band_names=band_names, chunks=chunks)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, IndexError) as exc:
         # netCDF4/h5py/rasterio/zarr raise these for truncated, corrupt or foreign files
-        raise FileContentInvalid(file=str(path), reason=_reading_failure(exc, path)) from None
+        raise FileContentInvalid(file=str(path), reason=reading_failure(exc, path)) from None
     return opened
 
 
-def _reading_failure(exc: BaseException, path: Path) -> str:
+def reading_failure(exc: BaseException, path: Path) -> str:
     """One line on why ``path`` could not be read: the library's own words, shortened."""
     words = " ".join(str(exc).split()) or type(exc).__name__
     if len(words) > 200:

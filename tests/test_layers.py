@@ -157,13 +157,9 @@ def test_allowed_cycles_still_exist():
 # Private names imported from another module, left to other branches of issue 15: each entry
 # must be deleted once its branch is merged (the test below fails while a stale one remains).
 ALLOWED_PRIVATE_IMPORTS = {
-    # the training branch (CLI commands in one place)
-    ("openeo_deepfeatures.cli", "openeo_deepfeatures.io", "_reading_failure"),
     # the model-loader branch (one cached loader)
     ("openeo_deepfeatures.encoder", "openeo_deepfeatures.encoder.contract", "_session"),
     ("openeo_deepfeatures.features", "openeo_deepfeatures.encoder.inference", "_as_encoder"),
-    # the training branch (training/ subpackage)
-    ("openeo_deepfeatures.encoder.train", "openeo_deepfeatures.encoder.contract", "_NAME"),
 }
 
 
@@ -194,7 +190,7 @@ LAYERS = [
     ["server", "plugin", "client"],
     ["local"],
     ["processes"],
-    ["features"],
+    ["features", "training"],
     ["encoder"],
     ["indices", "sentinel2", "stac", "io", "policy"],
     ["errors"],

@@ -91,9 +91,9 @@ def _reading(path: str | os.PathLike) -> Iterator[None]:
             tb = tb.tb_next
         if not reading:
             raise
-        from ..io import _reading_failure
+        from ..io import reading_failure
 
-        raise FileContentInvalid(file=str(path), reason=_reading_failure(exc, Path(path))) from None
+        raise FileContentInvalid(file=str(path), reason=reading_failure(exc, Path(path))) from None
 
 
 def _is_dn(cube) -> bool:
