@@ -40,7 +40,8 @@ import xarray as xr
 import openeo_deepfeatures as odf
 from openeo_deepfeatures.encoder import load_encoder
 from openeo_deepfeatures.encoder.inference import _chunks as tile_chunks
-from openeo_deepfeatures.encoder.inference import dense_features, embed, get_session
+from openeo_deepfeatures.encoder.inference import dense_features, embed
+from openeo_deepfeatures.encoder.loader import get_session
 
 #: Tile of the streaming rows (``y`` and ``x``: ``--tile``).
 STREAM_TILE = {"t": 64, "y": 20, "x": 20}
