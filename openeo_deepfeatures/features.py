@@ -129,7 +129,8 @@ def feature_cube(
     """
     from .bands import BAND_BY_LABEL
     from .cube_input import canonical_cube
-    from .encoder.inference import _as_encoder, embed_reflectance
+    from .encoder.inference import embed_reflectance
+    from .encoder.loader import as_encoder
     from .encoder.selection import check_bands, choose_encoder
     from .sentinel2 import preprocess_s2
 
@@ -140,7 +141,7 @@ def feature_cube(
     if model is None:
         encoder = choose_encoder(present, process=process, providers=providers)
     else:
-        encoder = _as_encoder(model)
+        encoder = as_encoder(model, process=process)
         check_bands(encoder, present, process=process)
     if preprocess if preprocess is not None else _needs_preprocessing(cube):
         cube = preprocess_s2(cube, mask=mask)

@@ -27,11 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "openeo_deepfeatures"
 
 # Cycles that exist on purpose for now, each with why. Anything else fails.
-ALLOWED_CYCLES: list[frozenset[str]] = [
-    # encoder/__init__ <-> encoder.selection: being removed on the model-loader branch
-    # (issue 15, item 3); delete this entry once that branch is merged.
-    frozenset({"openeo_deepfeatures.encoder", "openeo_deepfeatures.encoder.selection"}),
-]
+ALLOWED_CYCLES: list[frozenset[str]] = []
 
 
 @cache
@@ -154,13 +150,9 @@ def test_allowed_cycles_still_exist():
     assert [sorted(c) for c in ALLOWED_CYCLES if c not in components] == []
 
 
-# Private names imported from another module, left to other branches of issue 15: each entry
-# must be deleted once its branch is merged (the test below fails while a stale one remains).
-ALLOWED_PRIVATE_IMPORTS = {
-    # the model-loader branch (one cached loader)
-    ("openeo_deepfeatures.encoder", "openeo_deepfeatures.encoder.contract", "_session"),
-    ("openeo_deepfeatures.features", "openeo_deepfeatures.encoder.inference", "_as_encoder"),
-}
+# Private names imported from another module, where one must be for now: an entry that is no
+# longer needed fails the test below, so the list only shrinks.
+ALLOWED_PRIVATE_IMPORTS: set[tuple[str, str, str]] = set()
 
 
 def private_imports() -> set[tuple[str, str, str]]:

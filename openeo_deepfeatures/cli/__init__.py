@@ -66,6 +66,10 @@ def _log_to_stderr(quiet: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _log_to_stderr(bool(getattr(args, "quiet", False)))
+    if getattr(args, "release_memory", False):
+        from .. import memory
+
+        memory.heap_for_large_arrays()  # the command owns its process: the library does not
     try:
         return args.func(args)
     except OpenEOError as exc:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FileContentInvalid, ProcessParameterInvalid
+from .options import add_release_memory
 
 __all__ = ["add_feature_parsers", "add_indices_parsers"]
 
@@ -248,6 +249,7 @@ def add_feature_parsers(subparsers: Any) -> None:
     demo.add_argument("-o", "--output", default="deepfeatures-demo", help="output folder")
     demo.add_argument("--overwrite", action="store_true")
     demo.add_argument("-q", "--quiet", action="store_true")
+    add_release_memory(demo)
     demo.set_defaults(func=_cmd_demo)
 
     demo.add_argument("--model", help="ONNX encoder (default: the shipped model)")
@@ -289,6 +291,7 @@ def add_feature_parsers(subparsers: Any) -> None:
         cmd.add_argument("--scheduler", help="dask.distributed: 'local' or a scheduler address")
         cmd.add_argument("--overwrite", action="store_true")
         cmd.add_argument("-q", "--quiet", action="store_true")
+        add_release_memory(cmd)
         cmd.set_defaults(func=_cmd_features)
 
 
@@ -338,4 +341,5 @@ def add_indices_parsers(subparsers: Any) -> None:
     )
     comp.add_argument("--overwrite", action="store_true")
     comp.add_argument("-q", "--quiet", action="store_true")
+    add_release_memory(comp)
     comp.set_defaults(func=_cmd_compute)

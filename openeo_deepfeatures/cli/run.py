@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ProcessParameterInvalid
+from .options import add_release_memory
 
 __all__ = ["add_parsers", "run_policy"]
 
@@ -112,4 +113,5 @@ def add_parsers(subparsers: Any) -> None:
     run.add_argument("--no-udf", action="store_true", help="refuse run_udf (untrusted graphs)")
     run.add_argument("--overwrite", action="store_true")
     run.add_argument("-q", "--quiet", action="store_true")
+    add_release_memory(run)
     run.set_defaults(func=_cmd_run)
