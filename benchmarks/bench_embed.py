@@ -37,9 +37,7 @@ THREADS = (1, 2)
 
 def throwaway_model(folder: Path) -> Path:
     """Two training batches of the default dense architecture on the demo cube, exported."""
-    from openeo_deepfeatures.encoder.export import export
-    from openeo_deepfeatures.encoder.train import train
-    from openeo_deepfeatures.encoder.training_cube import make_training_cube
+    from openeo_deepfeatures.training import export, make_training_cube, train
 
     channels = ["NDVI", "NDMI", "NDWI", "EVI", "kNDVI"]
     si = odf.compute_indices(odf.preprocess_s2(odf.load_demo_cube()), indices=channels).load()

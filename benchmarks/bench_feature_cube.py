@@ -12,13 +12,16 @@ Two tables, measured in one run:
 2. **Streaming.** ``feature_cube`` + ``write_feature_cube`` from a zarr of Sentinel-2 DN to a
    zarr of features, for the demo cube and for cubes 10 times its size (the demo mirrored to
    5 x 2 tiles of it; or repeated 10 times in time), each in a fresh process with the same
-   tile size; peak RSS is the process's ``VmHWM``. The default tile (20 px) cuts the demo's
+   tile size, once with the default allocator settings and once with
+   ``DEEPFEATURES_RELEASE_MEMORY=1`` (glibc's mmap threshold fixed at 1 MiB, as the CLI's
+   ``--release-memory`` does); peak RSS is the process's ``VmHWM``. The default tile (20 px) cuts the demo's
    50 x 50 px into 20 + 20 + 10, so that the demo, too, has a tile with a halo on all four
    sides: the largest task of any cube. With ``--tile 32`` the demo has none (32 + 18) and
    the larger cubes' tiles hold (32 + 16)^2 / (32 + 8)^2 = 1.44x the demo's largest.
 
-    python benchmarks/bench_feature_cube.py             # both tables (about 4 minutes)
+    python benchmarks/bench_feature_cube.py             # both tables (about 7 minutes)
     python benchmarks/bench_feature_cube.py --windows 300 --dates 32 --tile 32
+    python benchmarks/bench_feature_cube.py --skip-dense  # the streaming table only
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ import xarray as xr
 import openeo_deepfeatures as odf
 from openeo_deepfeatures.encoder import load_encoder
 from openeo_deepfeatures.encoder.inference import _chunks as tile_chunks
-from openeo_deepfeatures.encoder.inference import dense_features, embed, get_session
+from openeo_deepfeatures.encoder.inference import dense_features, embed
+from openeo_deepfeatures.encoder.loader import get_session
+from openeo_deepfeatures.memory import RELEASE_MEMORY_ENV
 
 #: Tile of the streaming rows (``y`` and ``x``: ``--tile``).
 STREAM_TILE = {"t": 64, "y": 20, "x": 20}
@@ -228,6 +233,21 @@ def stream_child(source: str, target: str, tile: int) -> None:
     print(json.dumps({"peak_kb": peak, "base_kb": base, "seconds": seconds, "out": nt * ny * nx}))
 
 
+def stream_once(src: Path, dst: Path, tile: int, release_memory: bool) -> dict:
+    """One streaming run in a fresh process: default allocator settings, or the opt-in."""
+    env = {k: v for k, v in os.environ.items() if k != RELEASE_MEMORY_ENV}
+    if release_memory:
+        env[RELEASE_MEMORY_ENV] = "1"
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", str(src), str(dst), str(tile)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def streaming(folder: Path, tile: int) -> list[dict]:
     rows = []
     cubes = (
@@ -239,20 +259,43 @@ def streaming(folder: Path, tile: int) -> list[dict]:
         tag = "x".join(map(str, reps))
         src = folder / f"in-{tag}.zarr"
         shape = write_input(src, *reps)
-        dst = folder / f"features-{tag}.zarr"
-        proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(src), str(dst), str(tile)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        default = stream_once(src, folder / f"features-{tag}.zarr", tile, release_memory=False)
+        opt_in = stream_once(src, folder / f"features-{tag}-r.zarr", tile, release_memory=True)
         nbytes = int(np.prod(shape)) * 2
-        rows.append({"cube": label, "shape": shape, "nbytes": nbytes, **result})
+        rows.append(
+            {
+                "cube": label,
+                "shape": shape,
+                "nbytes": nbytes,
+                **default,
+                "peak_release_kb": opt_in["peak_kb"],
+                "seconds_release": opt_in["seconds"],
+            }
+        )
     return rows
 
 
 # --------------------------------------------------------------------------- main
+
+
+def dense_table(args: argparse.Namespace) -> None:
+    rows = dense_vs_windows(args.dates, args.windows, args.seed)
+    print(
+        "| run | output px-dates | seconds | px-dates/s | CPU µs per px-date | MMAC per px-date |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['run']} | {r['outputs']:,} | {r['seconds']:.2f} | {r['per_s']:,.0f} | "
+            f"{r['cpu_us']:,.1f} | {r['macs'] / 1e6:,.3f} |"
+        )
+    dense, window = rows
+    print(
+        f"\ndense is {window['cpu_us'] / dense['cpu_us']:,.0f}x cheaper in CPU time and "
+        f"{window['macs'] / dense['macs']:,.0f}x in MACs per output pixel-date; "
+        f"{dense['per_s'] / window['per_s']:,.0f}x the throughput. Sliding-window features "
+        f"equal the dense ones to {window['diff']:.1e} (max abs) on the sampled pixel-dates."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", type=int, default=500, help="sampled windows (500)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-streaming", action="store_true")
+    parser.add_argument("--skip-dense", action="store_true", help="the streaming table only")
     parser.add_argument(
         "--tile",
         type=int,
@@ -288,23 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         f"receptive field {2 * c.spatial_radius + 1} x {2 * c.spatial_radius + 1} px x "
         f"{2 * c.temporal_radius + 1} dates), sha256 {enc.sha256[:12]}\n"
     )
-    rows = dense_vs_windows(args.dates, args.windows, args.seed)
-    print(
-        "| run | output px-dates | seconds | px-dates/s | CPU µs per px-date | MMAC per px-date |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['run']} | {r['outputs']:,} | {r['seconds']:.2f} | {r['per_s']:,.0f} | "
-            f"{r['cpu_us']:,.1f} | {r['macs'] / 1e6:,.3f} |"
-        )
-    dense, window = rows
-    print(
-        f"\ndense is {window['cpu_us'] / dense['cpu_us']:,.0f}x cheaper in CPU time and "
-        f"{window['macs'] / dense['macs']:,.0f}x in MACs per output pixel-date; "
-        f"{dense['per_s'] / window['per_s']:,.0f}x the throughput. Sliding-window features "
-        f"equal the dense ones to {window['diff']:.1e} (max abs) on the sampled pixel-dates."
-    )
+    if not args.skip_dense:
+        dense_table(args)
     if args.skip_streaming:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -315,18 +344,29 @@ def main(argv: list[str] | None = None) -> int:
         "scheduler, one onnxruntime thread per task, fresh process per row:\n"
     )
     print(
-        "| cube | (t, bands, y, x) | input DN MB | seconds | px-dates/s | peak RSS MB | RSS at start MB |"
+        "| cube | (t, bands, y, x) | input DN MB | seconds | px-dates/s | peak RSS MB | "
+        "peak RSS MB, --release-memory | RSS at start MB |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in stream:
         print(
             f"| {r['cube']} | {r['shape']} | {r['nbytes'] / 2**20:,.0f} | {r['seconds']:.1f} | "
             f"{r['out'] / r['seconds']:,.0f} | {r['peak_kb'] / 1024:,.0f} | "
-            f"{r['base_kb'] / 1024:,.0f} |"
+            f"{r['peak_release_kb'] / 1024:,.0f} | {r['base_kb'] / 1024:,.0f} |"
         )
+    print(
+        "\n(seconds and px-dates/s: default settings; with --release-memory: "
+        + ", ".join(f"{r['seconds_release']:.1f} s" for r in stream)
+        + ")"
+    )
     for r in stream[1:]:
         ratio = r["peak_kb"] / stream[0]["peak_kb"]
-        print(f"\npeak RSS of the {r['cube']} / the demo's: {ratio:.2f}", end="")
+        ratio_r = r["peak_release_kb"] / stream[0]["peak_release_kb"]
+        print(
+            f"\npeak RSS of the {r['cube']} / the demo's: {ratio:.2f} "
+            f"({ratio_r:.2f} with --release-memory)",
+            end="",
+        )
     side = stream[0]["shape"][2]
     if len(tile_chunks(side, args.tile, c.spatial_radius)) >= 3:
         print(

@@ -164,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
 
     import openeo_deepfeatures
-    from openeo_deepfeatures.encoder import load_encoder, open_training_cube
-    from openeo_deepfeatures.encoder.training_cube import training_cube_provenance
+    from openeo_deepfeatures.encoder import load_encoder
+    from openeo_deepfeatures.training import open_training_cube, training_cube_provenance
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(

@@ -129,7 +129,8 @@ def feature_cube(
     """
     from .bands import BAND_BY_LABEL
     from .cube_input import canonical_cube
-    from .encoder.inference import _as_encoder, embed_reflectance
+    from .encoder.inference import embed_reflectance
+    from .encoder.loader import as_encoder
     from .encoder.selection import check_bands, choose_encoder
     from .sentinel2 import preprocess_s2
 
@@ -140,7 +141,7 @@ def feature_cube(
     if model is None:
         encoder = choose_encoder(present, process=process, providers=providers)
     else:
-        encoder = _as_encoder(model)
+        encoder = as_encoder(model, process=process)
         check_bands(encoder, present, process=process)
     if preprocess if preprocess is not None else _needs_preprocessing(cube):
         cube = preprocess_s2(cube, mask=mask)
@@ -234,35 +235,16 @@ def write_feature_cube(
 
 
 def _item(features: xr.DataArray, path: Path):
-    import rioxarray  # noqa: F401
+    from .stac import ZARR, cube_item
 
-    from .stac import cube_item
-
-    crs = features.rio.crs
-    times = [
-        t.to_pydatetime().replace(tzinfo=_dt.timezone.utc)
-        for t in pd.DatetimeIndex(features["t"].values)
-    ]
-    res_x, res_y = features.rio.resolution()
     prov = json.loads(features.attrs.get(PROVENANCE_ATTR, "{}"))
     return cube_item(
-        path.stem,
+        features,
+        item_id=path.stem,
         href=f"./{path.name}",
-        media_type="application/vnd+zarr",
-        crs_epsg=crs.to_epsg() if crs is not None else None,
-        bbox_native=features.rio.bounds(),
-        bbox_wgs84=features.rio.transform_bounds("EPSG:4326"),
-        shape=(features.sizes["y"], features.sizes["x"]),
-        transform=list(features.rio.transform())[:6],
-        times=times,
-        bands=[str(b) for b in features["bands"].values],
-        step=(float(res_x), float(res_y)),
-        variable="features",
+        media_type=ZARR,
         description="DeepFeatures latent features per pixel and date",
         properties={f"deepfeatures:{k}": v for k, v in prov.items() if v is not None},
-        per_date={VALID_FRACTION: VALID_FRACTION_DESCRIPTION}
-        if VALID_FRACTION in features.coords
-        else None,
     )
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import FileContentInvalid, FileNotFound, ProcessParameterInvalid
-from .memory import heap_for_large_arrays, release_memory
+from .memory import heap_for_large_arrays, release_memory, release_memory_requested
 
 __all__ = [
     "CODECS",
@@ -32,6 +32,7 @@ __all__ = [
     "clean_attrs",
     "keep_coordinates",
     "open_cube",
+    "reading_failure",
     "write_zarr",
     "zarr_compressors",
 ]
@@ -63,11 +64,11 @@ def open_cube(
         opened = _open(path, variable=variable, band_names=band_names, chunks=chunks)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, IndexError) as exc:
         # netCDF4/h5py/rasterio/zarr raise these for truncated, corrupt or foreign files
-        raise FileContentInvalid(file=str(path), reason=_reading_failure(exc, path)) from None
+        raise FileContentInvalid(file=str(path), reason=reading_failure(exc, path)) from None
     return opened
 
 
-def _reading_failure(exc: BaseException, path: Path) -> str:
+def reading_failure(exc: BaseException, path: Path) -> str:
     """One line on why ``path`` could not be read: the library's own words, shortened."""
     words = " ".join(str(exc).split()) or type(exc).__name__
     if len(words) > 200:
@@ -426,7 +427,9 @@ def write_zarr(
 
     Without a dask.distributed client, a cube of many chunks is computed and written a few
     chunks at a time (:data:`REGION_CHUNKS`), and memory freed by each is handed back to the
-    OS (:mod:`openeo_deepfeatures.memory`; this sets glibc's mmap threshold for the process).
+    OS (glibc ``malloc_trim``). With ``DEEPFEATURES_RELEASE_MEMORY=1`` large arrays are also
+    served by ``mmap`` from then on, in the whole process (:mod:`openeo_deepfeatures.memory`),
+    so freed tiles go back to the OS at once; otherwise the allocator's settings are left alone.
     """
     import rioxarray  # noqa: F401
 
@@ -475,7 +478,8 @@ def write_zarr(
             if regions is None:
                 delayed.compute()
             else:
-                heap_for_large_arrays()
+                if release_memory_requested():
+                    heap_for_large_arrays()
                 for region in regions:
                     part = ds[[name]].isel(region)
                     part = part.drop_vars([c for c in part.coords if c not in region])

@@ -4,24 +4,45 @@ Tiles of 100+ channels are allocated and freed over and over by several threads.
 allocator serves arrays below its *dynamic* mmap threshold (which grows up to 32 MiB after the
 first large free) from per-thread heap arenas, and keeps what is freed there: the process's
 resident memory then grows with the number of tiles although each is freed, the effect
-dask.distributed's documentation calls "memory not released back to the OS". Measured with
-``benchmarks/bench_feature_cube.py`` (20 px tiles): 10x the demo's area peaked at 1.27-1.36x
-the demo's peak without these settings, 1.17-1.23x with them (three runs each).
+dask.distributed's documentation calls "memory not released back to the OS".
 
-Both functions are no-ops where the C library is not glibc (macOS, Windows, musl).
+- :func:`release_memory` (glibc ``malloc_trim``) hands memory that is already free back to the
+  OS; it changes no setting. ``io.write_zarr`` calls it after each region it streams.
+- :func:`heap_for_large_arrays` (glibc ``mallopt``) changes how the whole process allocates
+  from then on, which a library must not do on its own: it is opt-in, with the command-line
+  flag ``--release-memory`` or the environment variable :data:`RELEASE_MEMORY_ENV`
+  (``DEEPFEATURES_RELEASE_MEMORY=1``, read by ``io.write_zarr`` when it streams).
+
+Both are no-ops where the C library is not glibc (macOS, Windows, musl). Measured with
+``benchmarks/bench_feature_cube.py``: see the README (Performance, Feature cubes).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import sys
 
-__all__ = ["LARGE_ARRAY_BYTES", "heap_for_large_arrays", "release_memory"]
+__all__ = [
+    "LARGE_ARRAY_BYTES",
+    "RELEASE_MEMORY_ENV",
+    "heap_for_large_arrays",
+    "release_memory",
+    "release_memory_requested",
+]
 
 #: Arrays from this size on are mapped on their own and unmapped when freed.
 LARGE_ARRAY_BYTES = 1 << 20
 _M_MMAP_THRESHOLD = -3  # glibc malloc.h
+#: ``1`` (or ``true``, ``yes``, ``on``): :func:`~openeo_deepfeatures.io.write_zarr` calls
+#: :func:`heap_for_large_arrays` before it streams a cube (the ``--release-memory`` flag).
+RELEASE_MEMORY_ENV = "DEEPFEATURES_RELEASE_MEMORY"
+
+
+def release_memory_requested() -> bool:
+    """Whether :data:`RELEASE_MEMORY_ENV` asks for :func:`heap_for_large_arrays`."""
+    return os.environ.get(RELEASE_MEMORY_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @functools.cache
@@ -38,9 +59,10 @@ def _libc():
 
 def heap_for_large_arrays() -> bool:
     """Serve allocations of :data:`LARGE_ARRAY_BYTES` and more by ``mmap`` from now on, in this
-    process (glibc ``mallopt(M_MMAP_THRESHOLD)``), so that a freed tile goes back to the OS at
-    once. This fixes the threshold (glibc otherwise raises it as large blocks are freed); small
-    allocations are unaffected. True when the setting took effect."""
+    whole process (glibc ``mallopt(M_MMAP_THRESHOLD)``), so that a freed tile goes back to the
+    OS at once. This fixes the threshold (glibc otherwise raises it as large blocks are freed)
+    for good; small allocations are unaffected. Library code calls it only when asked
+    (:data:`RELEASE_MEMORY_ENV`). True when the setting took effect."""
     libc = _libc()
     return bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, LARGE_ARRAY_BYTES) == 1)
 

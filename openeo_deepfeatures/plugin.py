@@ -20,15 +20,13 @@ they register the UDP JSON files of ``process_graphs/`` as predefined processes 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import functools
 import inspect
 import json
 import re
-import sys
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
@@ -41,9 +39,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PROCESS_SCHEMA",
     "PluginWarning",
-    "add_parser",
     "load_plugins",
-    "main",
     "process_schema",
     "processes_listing",
     "register",
@@ -420,51 +416,3 @@ def udf_runtimes(sources: Mapping[str, str] | None = None) -> dict[str, Any]:
             ],
         }
     }
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """The ``deepfeatures processes`` subcommand."""
-    parser = subparsers.add_parser(
-        "processes",
-        help="the deepfeatures processes as a backend lists them (GET /processes, /udf_runtimes)",
-    )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help='print {"processes": <GET /processes body>, "udf_runtimes": <GET /udf_runtimes body>}',
-    )
-    parser.add_argument(
-        "--base-url",
-        default=None,
-        help="URL of the folder serving process_graphs/*.json (default: the project's)",
-    )
-    parser.set_defaults(func=main)
-    return parser
-
-
-def main(args: argparse.Namespace) -> int:
-    listing = processes_listing(base_url=args.base_url)
-    runtimes = udf_runtimes()
-    if args.json:
-        json.dump({"processes": listing, "udf_runtimes": runtimes}, sys.stdout, indent=1)
-        sys.stdout.write("\n")
-        return 0
-    for spec in listing["processes"]:
-        params = ", ".join(
-            p["name"] + ("?" if p.get("optional") else "") for p in spec["parameters"]
-        )
-        print(f"{spec['id']}({params})")
-        print(f"    {spec.get('summary', '')}")
-        for link in _alternates(spec["links"]):
-            print(f"    UDP: {link}")
-    python = runtimes["Python"]["versions"]["3"]["libraries"]
-    needs = ", ".join(f"{name}{lib['version']}" for name, lib in python.items())
-    print(f"UDF runtime: Python 3 with {needs}")
-    return 0
-
-
-def _alternates(links: Iterable[Mapping[str, Any]]) -> list[str]:
-    return [link["href"] for link in links if link.get("rel") == "alternate"]

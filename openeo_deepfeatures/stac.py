@@ -1,7 +1,10 @@
-"""STAC items through pystac: machine-learning models (MLM extension) and item files.
+"""STAC items through pystac: written cubes (datacube and projection extensions), machine-learning
+models (MLM extension), and item files.
 
-This module takes plain values (it sits below ``encoder`` in the layers); the encoder contract
-turns itself into these values in :meth:`openeo_deepfeatures.encoder.EncoderContract.stac_item`.
+:func:`cube_item` is the one builder of cube items: feature cubes, index cubes and the local
+executor's ``save_result`` all describe their files with it. It reads the cube; the model item
+takes plain values (this module sits below ``encoder`` in the layers), which the encoder contract
+gives in :meth:`openeo_deepfeatures.encoder.EncoderContract.stac_item`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pystac
+import xarray as xr
+from pystac.extensions.datacube import (
+    DatacubeExtension,
+    Dimension,
+    DimensionType,
+    Variable,
+    VariableType,
+)
 from pystac.extensions.file import FileExtension
 from pystac.extensions.mlm import (
     AssetGeneralMLMExtension,
@@ -24,11 +37,22 @@ from pystac.extensions.mlm import (
     ProcessingExpression,
     ResultStructure,
 )
+from pystac.extensions.projection import ProjectionExtension
 
 from .errors import ProcessParameterInvalid
 from .io import atomic_path
 
-__all__ = ["cube_item", "mlm_model_item", "read_item", "sha256_multihash", "write_item"]
+__all__ = [
+    "GEOTIFF",
+    "JSON",
+    "NETCDF",
+    "ZARR",
+    "cube_item",
+    "mlm_model_item",
+    "read_item",
+    "sha256_multihash",
+    "write_item",
+]
 
 
 def sha256_multihash(hex_digest: str) -> str:
@@ -131,98 +155,164 @@ def mlm_model_item(
     return item
 
 
+#: Media types of the cube files this package writes.
+ZARR = "application/vnd+zarr"
+NETCDF = "application/netcdf"
+GEOTIFF = str(pystac.MediaType.GEOTIFF)
+JSON = str(pystac.MediaType.JSON)
+
+#: Points per side of a grid's outline when it is reprojected to EPSG:4326 (edges bend).
+_FOOTPRINT_POINTS = 10
+
+
 def cube_item(
-    item_id: str,
+    data: Any,
     *,
+    item_id: str,
     href: str,
     media_type: str,
-    crs_epsg: int | None,
-    bbox_native: Sequence[float],
-    bbox_wgs84: Sequence[float],
-    shape: Sequence[int],
-    transform: Sequence[float],
-    times: Sequence[_dt.datetime],
-    bands: Sequence[str],
-    step: Sequence[float],
-    variable: str,
-    description: str,
+    description: str | None = None,
     properties: Mapping[str, Any] | None = None,
-    per_date: Mapping[str, str] | None = None,
 ) -> pystac.Item:
-    """A STAC Item for a ``(t, bands, y, x)`` cube: datacube and projection extensions.
+    """The STAC Item of a written cube; the one builder of feature cubes, index cubes and
+    ``save_result``.
 
-    ``per_date``: auxiliary variables on ``t`` stored beside the cube (name -> description).
+    Everything is read from the cube (an ``xarray.DataArray``, lazy is fine: no values are
+    computed) as it was written:
+
+    - ``geometry`` and ``bbox``: the footprint of the cube's grid in EPSG:4326 (odc-geo,
+      edges densified); none for a cube without a CRS or a regular x/y grid;
+    - ``start_datetime``/``end_datetime``: the first and last ``t`` (a dimension or a scalar
+      coordinate); a cube without ``t`` gets ``datetime`` = now;
+    - projection extension: ``proj:code`` (``proj:wkt2`` for a CRS without EPSG code),
+      ``proj:shape``, ``proj:transform``, ``proj:bbox``;
+    - datacube extension: every dimension (``x``/``y`` spatial, ``t`` temporal, ``bands``,
+      others with their labels), the cube as a data variable (``description`` or its
+      ``long_name``) and its coordinates along dimensions as auxiliary variables;
+    - the file as asset ``data``.
+
+    A result that is no cube (a number, a list) gets ``datetime`` and the asset only.
     """
-    from pystac.extensions.datacube import (
-        DatacubeExtension,
-        Dimension,
-        DimensionType,
-        Variable,
-        VariableType,
-    )
-    from pystac.extensions.projection import ProjectionExtension
-
-    west, south, east, north = (float(v) for v in bbox_wgs84)
-    geometry = {
-        "type": "Polygon",
-        "coordinates": [
-            [[west, south], [east, south], [east, north], [west, north], [west, south]]
-        ],
-    }
+    if not isinstance(data, xr.DataArray):
+        item = pystac.Item(
+            id=item_id, geometry=None, bbox=None, datetime=_now(), properties=dict(properties or {})
+        )
+        item.add_asset("data", pystac.Asset(href=href, media_type=media_type, roles=["data"]))
+        return item
+    grid = _grid(data)
+    geometry = bbox = None
+    if grid is not None:
+        footprint = grid.footprint("EPSG:4326", npoints=_FOOTPRINT_POINTS)
+        geometry = json.loads(json.dumps(footprint.json))  # tuples -> lists
+        bbox = [float(v) for v in footprint.boundingbox]
+    times = _times(data)
     item = pystac.Item(
         id=item_id,
         geometry=geometry,
-        bbox=[west, south, east, north],
-        datetime=None,
-        start_datetime=min(times),
-        end_datetime=max(times),
+        bbox=bbox,
+        datetime=None if times else _now(),
+        start_datetime=min(times) if times else None,
+        end_datetime=max(times) if times else None,
         properties=dict(properties or {}),
     )
     item.add_asset("data", pystac.Asset(href=href, media_type=media_type, roles=["data"]))
-    proj = ProjectionExtension.ext(item, add_if_missing=True)
-    proj.epsg = crs_epsg
-    proj.shape = list(shape)
-    proj.transform = list(transform)
-    proj.bbox = [float(v) for v in bbox_native]
+    reference_system: int | str | None = None
+    if grid is not None:
+        epsg = grid.crs.epsg
+        reference_system = epsg if epsg is not None else grid.crs.to_wkt()
+        ProjectionExtension.ext(item, add_if_missing=True).apply(
+            code=f"EPSG:{epsg}" if epsg is not None else None,
+            wkt2=None if epsg is not None else grid.crs.to_wkt(),
+            shape=[int(n) for n in grid.shape.yx],
+            transform=[float(v) for v in list(grid.transform)[:6]],
+            bbox=[float(v) for v in grid.extent.boundingbox],
+        )
     cube = DatacubeExtension.ext(item, add_if_missing=True)
-    x0, y0, x1, y1 = (float(v) for v in bbox_native)
-    spatial = {"reference_system": crs_epsg}
     cube.dimensions = {
-        "x": Dimension.from_dict(
-            {"type": "spatial", "axis": "x", "extent": [x0, x1], "step": step[0], **spatial}
-        ),
-        "y": Dimension.from_dict(
-            {"type": "spatial", "axis": "y", "extent": [y0, y1], "step": step[1], **spatial}
-        ),
-        "t": Dimension.from_dict(
-            {
-                "type": DimensionType.TEMPORAL,
-                "extent": [_iso(min(times)), _iso(max(times))],
-                "values": [_iso(t) for t in times],
-            }
-        ),
-        "bands": Dimension.from_dict({"type": "bands", "values": list(bands)}),
+        str(dim): Dimension.from_dict(_dimension(data, str(dim), grid, reference_system))
+        for dim in data.dims
     }
-    cube.variables = {
-        variable: Variable.from_dict(
-            {
-                "dimensions": ["t", "bands", "y", "x"],
-                "type": VariableType.DATA,
-                "description": description,
-            }
-        ),
-        **{
-            name: Variable.from_dict(
-                {"dimensions": ["t"], "type": VariableType.AUXILIARY, "description": text}
+    name = str(data.name or "data")
+    variables = {
+        name: Variable.from_dict(
+            _variable(data.dims, VariableType.DATA, description or data.attrs.get("long_name"))
+        )
+    }
+    for coord_name, coord in data.coords.items():
+        if coord.dims and coord_name not in data.dims:
+            text = coord.attrs.get("description") or coord.attrs.get("long_name")
+            variables[str(coord_name)] = Variable.from_dict(
+                _variable(coord.dims, VariableType.AUXILIARY, text)
             )
-            for name, text in (per_date or {}).items()
-        },
-    }
+    cube.variables = variables
     return item
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+
+
+def _grid(data: xr.DataArray) -> Any:
+    """The cube's odc-geo ``GeoBox`` (regular x/y grid with a CRS), else None."""
+    import odc.geo.xr  # noqa: F401  (the .odc accessor)
+    from odc.geo.geobox import GeoBox
+
+    if not {"x", "y"} <= set(data.dims) or min(data.sizes["x"], data.sizes["y"]) == 0:
+        return None
+    grid = data.odc.geobox
+    return grid if isinstance(grid, GeoBox) and grid.crs is not None else None
+
+
+def _times(data: xr.DataArray) -> list[_dt.datetime]:
+    if "t" not in data.coords:
+        return []
+    stamps = pd.DatetimeIndex(np.ravel(data["t"].values))
+    stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
+    return [t.to_pydatetime() for t in stamps]
 
 
 def _iso(t: _dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _dimension(
+    data: xr.DataArray, dim: str, grid: Any, reference_system: int | str | None
+) -> dict[str, Any]:
+    labelled = dim in data.coords
+    if dim in ("x", "y"):
+        out: dict[str, Any] = {"type": DimensionType.SPATIAL, "axis": dim}
+        if grid is not None:
+            box, res = grid.extent.boundingbox, grid.resolution
+            low, high = (box.left, box.right) if dim == "x" else (box.bottom, box.top)
+            out.update(
+                step=float(res.x if dim == "x" else res.y), reference_system=reference_system
+            )
+        else:  # no CRS known (the datacube extension then implies EPSG:4326): the labels only
+            values = data[dim].values if labelled else np.arange(data.sizes[dim])
+            low, high = (np.min(values), np.max(values)) if len(values) else (0, 0)
+        return {**out, "extent": [float(low), float(high)]}
+    if dim == "t":
+        times = [_iso(t) for t in _times(data)]
+        if not times:
+            return {"type": DimensionType.TEMPORAL, "extent": [None, None]}
+        return {"type": DimensionType.TEMPORAL, "extent": [min(times), max(times)], "values": times}
+    kind = "bands" if dim == "bands" else "other"
+    if labelled and data.sizes[dim]:
+        return {"type": kind, "values": [_label(v) for v in data[dim].values]}
+    return {"type": kind, "extent": [0, max(data.sizes[dim] - 1, 0)]}
+
+
+def _label(value: Any) -> str | float | int:
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def _variable(dims: Sequence[Any], kind: str, description: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"dimensions": [str(d) for d in dims], "type": kind}
+    if description:
+        out["description"] = str(description)
+    return out
 
 
 def write_item(item: pystac.Item, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

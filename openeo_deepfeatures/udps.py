@@ -33,7 +33,6 @@ from openeo.processes import process as _process
 from openeo.rest.datacube import THIS, DataCube
 from openeo.rest.udp import build_process_dict
 
-from . import __version__
 from .indices.resolve import resolve_indices
 from .indices.to_openeo import indices_callback
 from .sentinel2 import DEFAULT_INVALID_SCL
@@ -50,7 +49,6 @@ __all__ = [
     "default_indices",
     "embed_step",
     "feature_embedding_udf",
-    "main",
     "parameters_used",
     "portable_defaults",
     "preprocess_step",
@@ -441,25 +439,3 @@ def write_udps(folder: str | Path, *, check: bool = False) -> list[Path]:
             Path(tmp).write_text(text, "utf-8")
         out.append(path)
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m openeo_deepfeatures.udps [--check] [FOLDER]``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m openeo_deepfeatures.udps")
-    parser.add_argument("folder", nargs="?", default="process_graphs")
-    parser.add_argument("--check", action="store_true", help="only report drifted files")
-    args = parser.parse_args(argv)
-    paths = write_udps(args.folder, check=args.check)
-    if args.check:
-        for p in paths:
-            print(f"drifted: {p} (regenerate with `python -m openeo_deepfeatures.udps`)")
-        return 1 if paths else 0
-    for p in paths:
-        print(f"wrote {p} (openeo-deepfeatures {__version__})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -155,11 +155,11 @@ def export_decoder(checkpoint: Path, encoder_path: Path, out: Path, cube: Path) 
     import onnxruntime as ort
     import torch
 
-    from openeo_deepfeatures.encoder import load_encoder, open_training_cube, time_inputs
-    from openeo_deepfeatures.encoder.export import OPSET, _quiet_exporter
-    from openeo_deepfeatures.encoder.models import build_model
-    from openeo_deepfeatures.encoder.train import load_checkpoint
+    from openeo_deepfeatures.encoder import load_encoder, time_inputs
     from openeo_deepfeatures.io import atomic_path
+    from openeo_deepfeatures.training import load_checkpoint, open_training_cube
+    from openeo_deepfeatures.training.models import build_model
+    from openeo_deepfeatures.training.onnx_export import OPSET, _quiet_exporter
 
     payload = load_checkpoint(checkpoint)
     model = build_model(payload["family"], payload["n_channels"], payload["hyper"])

@@ -13,6 +13,9 @@ import xarray as xr
 import openeo_deepfeatures as odf
 from openeo_deepfeatures.policy import ExecutionPolicy
 
+# tiny training cubes and briefly trained models, for tests/training and tests/encoder alike
+pytest_plugins = ["tests.training.fixtures"]
+
 ALL_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
 
 

@@ -1,4 +1,4 @@
-"""The deepfeatures command: list, compute (netCDF/zarr/GeoTIFF in, zarr out), demo."""
+"""The deepfeatures command: list, compute (netCDF/zarr/GeoTIFF in, zarr + STAC item out), demo."""
 
 from __future__ import annotations
 
@@ -57,6 +57,11 @@ def test_compute_demo_netcdf_with_preprocess(tmp_path):
     expected = odf.compute_indices(odf.preprocess_s2(odf.load_demo_cube()), ["NDVI", "EVI"])
     np.testing.assert_allclose(result.values, expected.values, equal_nan=True)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # its STAC item (the builder's fields: tests/test_stac.py), the input recorded
+    item = json.loads((tmp_path / "si.stac.json").read_text())
+    assert item["assets"]["data"]["href"] == "./si.zarr"
+    assert item["properties"]["cube:dimensions"]["bands"]["values"] == ["NDVI", "EVI"]
+    assert item["properties"]["deepfeatures:input"] == str(demo_path())
 
 
 def test_compute_geotiff(tmp_path):

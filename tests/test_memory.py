@@ -77,7 +77,8 @@ def test_no_glibc_means_no_op(monkeypatch):
     assert memory.release_memory() is False
 
 
-def test_zarr_streaming_uses_the_helpers(tmp_path, monkeypatch):
+def _stream(tmp_path, monkeypatch) -> list[str]:
+    """Stream a 12-region cube with ``write_zarr``; the allocator calls it made, in order."""
     import dask.array as da
     import numpy as np
     import xarray as xr
@@ -96,6 +97,59 @@ def test_zarr_streaming_uses_the_helpers(tmp_path, monkeypatch):
         name="cube",
     )
     io.write_zarr(cube, tmp_path / "c.zarr")
-    regions = io._regions(cube)
-    assert len(regions) == 12
-    assert calls == ["mmap"] + ["trim"] * len(regions)
+    assert len(io._regions(cube)) == 12
+    return calls
+
+
+def test_zarr_streaming_leaves_the_allocator_settings_alone(tmp_path, monkeypatch):
+    """By default only memory already freed is handed back (``malloc_trim``), per region."""
+    monkeypatch.delenv(memory.RELEASE_MEMORY_ENV, raising=False)
+    assert _stream(tmp_path, monkeypatch) == ["trim"] * 12
+
+
+def test_zarr_streaming_sets_the_mmap_threshold_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv(memory.RELEASE_MEMORY_ENV, "1")
+    assert _stream(tmp_path, monkeypatch) == ["mmap"] + ["trim"] * 12
+
+
+@pytest.mark.parametrize(
+    ("value", "asked"),
+    [("1", True), ("true", True), (" Yes ", True), ("on", True), ("0", False), ("", False)],
+)
+def test_release_memory_environment_variable(monkeypatch, value, asked):
+    monkeypatch.setenv(memory.RELEASE_MEMORY_ENV, value)
+    assert memory.release_memory_requested() is asked
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["demo"],
+        ["feature-cube", "in.nc", "-o", "out.zarr"],
+        ["embed", "in.nc", "-o", "out.zarr"],
+        ["indices", "compute", "in.nc", "-o", "out.zarr"],
+        ["run", "graph.json"],
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_commands_that_write_cubes_take_the_flag(command):
+    from openeo_deepfeatures.cli import build_parser
+
+    assert build_parser().parse_args([*command, "--release-memory"]).release_memory
+    assert not build_parser().parse_args(command).release_memory
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_release_memory_flag(tmp_path, monkeypatch, flag):
+    import openeo_deepfeatures as odf
+    from openeo_deepfeatures.cli import main
+
+    monkeypatch.delenv(memory.RELEASE_MEMORY_ENV, raising=False)
+    calls = []
+    monkeypatch.setattr(memory, "heap_for_large_arrays", lambda: calls.append("mmap"))
+    source = tmp_path / "in.nc"
+    demo = odf.load_demo_cube().isel(t=[0, 1], y=slice(0, 4), x=slice(0, 4))
+    demo.to_dataset(dim="bands").to_netcdf(source)
+    argv = ["indices", "compute", str(source), "-o", str(tmp_path / "si.zarr"), "--indices"]
+    assert main([*argv, "NDVI", "-q", *(["--release-memory"] if flag else [])]) == 0
+    assert calls == (["mmap"] if flag else [])

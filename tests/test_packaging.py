@@ -1,4 +1,8 @@
-"""The wheel holds every subpackage and data file the source tree has."""
+"""The wheel holds every subpackage and data file the source tree has.
+
+These check pyproject.toml offline; ``scripts/check_wheel.py`` (run by ``.ci/run``) builds the
+wheel itself, which needs setuptools>=77 from the package index.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_subpackage_is_listed():
+    """Every folder with files is a listed package: Python imports a folder of data files as a
+    namespace package, and setuptools warns that it would ignore such a folder when a
+    package-data pattern reaches into it (``encoder/*.onnx``) instead of listing it."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(config["packages"])
+    roots = {"openeo_deepfeatures": ROOT / "openeo_deepfeatures"}
+    roots.update({p: ROOT / f for p, f in config["package-dir"].items()})
     found = {
-        ".".join(p.parent.relative_to(ROOT).parts)
-        for p in (ROOT / "openeo_deepfeatures").rglob("*.py")
-        if "__pycache__" not in p.parts
+        ".".join((package, *path.parent.relative_to(folder).parts))
+        for package, folder in roots.items()
+        for path in folder.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
     }
     assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
     for package, folder in config["package-dir"].items():

@@ -19,6 +19,7 @@ from packaging.specifiers import SpecifierSet
 import openeo_deepfeatures as odf
 from openeo_deepfeatures import plugin
 from openeo_deepfeatures import processes as ours
+from openeo_deepfeatures.cli.processes import add_processes_parser
 from openeo_deepfeatures.errors import ProcessParameterInvalid
 from openeo_deepfeatures.plugin import (
     ENTRY_POINT_GROUP,
@@ -491,7 +492,7 @@ def test_udf_runtimes_of_the_packaged_udfs():
 
 def _cli(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="deepfeatures")
-    plugin.add_parser(parser.add_subparsers(dest="command", required=True))
+    add_processes_parser(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(["processes", *argv])
 
 

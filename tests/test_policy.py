@@ -424,6 +424,31 @@ def test_udf_and_model_urls_are_checked(folders, serve):
     assert server.requests == []
 
 
+def test_model_download_goes_through_the_policy(folders, serve, tmp_path, monkeypatch):
+    """``cached_model``: the kernel's download with the policy's opener (each redirect checked);
+    a cached copy is refused too when the policy refuses its URL; a refusal leaves no file."""
+    from openeo_deepfeatures.encoder.download import cached_model
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DEEPFEATURES_CACHE", str(cache))
+    model = (Path(odf.__file__).parent / "data" / "encoder" / "default.onnx").read_bytes()
+    server = serve({"/m.onnx": (200, {}, model)})
+    allowed = ExecutionPolicy.local(url_schemes=("http",), allowed_hosts=[server.host])
+    path = cached_model(server.url("/m.onnx"), policy=allowed)
+    assert path.read_bytes() == model and path.parent == cache
+    assert cached_model(server.url("/m.onnx"), policy=allowed) == path
+    assert server.requests == ["/m.onnx"]  # downloaded once
+    with pytest.raises(PermissionDenied, match="the model may not fetch"):
+        cached_model(server.url("/m.onnx"), policy=ExecutionPolicy())
+    forbidden = serve({"/m.onnx": (200, {}, model)})
+    hop = serve({"/r.onnx": redirect_route(forbidden.url("/m.onnx"))})
+    only_hop = ExecutionPolicy.local(url_schemes=("http",), allowed_hosts=[hop.host])
+    with pytest.raises(PermissionDenied, match="the model may not fetch"):
+        cached_model(hop.url("/r.onnx"), policy=only_hop)
+    assert hop.requests == ["/r.onnx"] and forbidden.requests == []
+    assert [p.name for p in cache.iterdir()] == [path.name]  # no partial download
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -719,7 +744,7 @@ def test_sigkilled_write_then_rerun_leaves_one_output_and_no_sibling(tmp_path):
     assert not out.exists() and len(siblings(tmp_path)) == 1  # what a killed run leaves
     rerun = start_write(out)
     assert rerun.wait(timeout=600) == 0
-    assert os.listdir(tmp_path) == ["si.zarr"]
+    assert sorted(os.listdir(tmp_path)) == ["si.stac.json", "si.zarr"]
     assert odf.io.open_cube(out).sizes["t"] == 140
 
 

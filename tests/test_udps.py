@@ -94,7 +94,7 @@ def find_nodes(nodes: dict, process_id: str) -> list[dict]:
 def test_checked_in_udps_equal_the_generator():
     assert sorted(p.stem for p in PROCESS_GRAPHS.glob("*.json")) == sorted(udps.UDP_IDS)
     assert udps.write_udps(PROCESS_GRAPHS, check=True) == []
-    assert udps.main(["--check", str(PROCESS_GRAPHS)]) == 0
+    assert cli_main(["udps", "--check", str(PROCESS_GRAPHS)]) == 0
 
 
 def test_drift_is_reported_and_regenerated(tmp_path, capsys):

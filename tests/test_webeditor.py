@@ -25,7 +25,9 @@ from openeo_deepfeatures.plugin import process_schema
 ROOT = Path(__file__).resolve().parents[1]
 WEBEDITOR = ROOT / "webeditor"
 SCRIPT = WEBEDITOR / "validate.mjs"
-INSTALL_HINT = "run `npm ci --prefix webeditor` (needs Node.js >= 18 and npm)"
+INSTALL_HINT = (
+    "run `bash scripts/setup_test_tools.sh` (npm ci --prefix webeditor; needs Node.js >= 18)"
+)
 UDP_FILES = sorted((ROOT / "process_graphs").glob("*.json"))
 EXAMPLE_FILES = sorted((ROOT / "process_graphs" / "examples").glob("*.json"))
 SPEC_FILES = sorted((ROOT / "openeo_deepfeatures" / "processes" / "specs").glob("*.json"))

@@ -23,14 +23,18 @@ least the model's ``spatial_radius`` (8 px for the default model)::
 Context keys:
 
 - ``model`` (required): an http(s) URL, downloaded once per worker into ``$DEEPFEATURES_CACHE``
-  (default ``~/.cache/openeo-deepfeatures/models``) and then reused; or a local path, absolute or
-  relative to the working directory. With the job option
+  (default ``$XDG_CACHE_HOME/openeo-deepfeatures/models``, i.e. ``~/.cache/...``) and then
+  reused; or a local path, absolute or relative to the working directory. With the job option
   ``"udf-dependency-archives": ["https://.../model.zip#tmp/model"]`` the path is
   ``"tmp/model/default.onnx"``.
 - ``sha256``: the model file's digest; a file with another digest is refused.
 - ``providers``: onnxruntime execution providers (default CUDA then CPU when available, else CPU);
   ``threads``: onnxruntime intra-op threads; ``batch_size``: windows per call (patch models).
 - ``overlap``: the overlap of the windows in px (default: the model's ``spatial_radius``).
+
+Models are loaded by :func:`open_model`, the one model loader of the project (the package's
+native path calls it too): per worker process, the file is read and sha256-hashed once and one
+onnxruntime session is kept per (file, sha256, providers, threads).
 
 Cube borders: openEO backends fill the part of a window beyond the cube's edge with no-data,
 while the native ``openeo_deepfeatures.embed`` treats the cube's edge as the edge of the data.
@@ -52,10 +56,12 @@ import functools
 import hashlib
 import http.client
 import json
+import logging
 import math
 import os
 import re
 import tempfile
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -68,14 +74,20 @@ import xarray
 __all__ = [
     "PATCH_BATCH_BYTES",
     "Model",
+    "OpenModel",
     "apply_datacube",
     "apply_metadata",
+    "cache_dir",
     "clear_caches",
     "dense_features",
+    "download",
+    "file_sha256",
     "load_model",
     "normalise",
+    "open_model",
     "patch_batch_size",
     "patch_features",
+    "resolve_providers",
     "time_inputs",
 ]
 
@@ -85,15 +97,19 @@ PATCH_BATCH_BYTES = 32 * 2**20
 _MAX_PATCH_BATCH = 1024
 _DIMS = ("t", "bands", "y", "x")
 _ALIASES = {"time": "t", "band": "bands"}
+_log = logging.getLogger(__name__)
 
 
 class UdfError(Exception):
-    """An error with a message that starts with its openEO-style code."""
+    """An error with a message that starts with its openEO-style code; ``reason`` is the
+    message without it, ``parameter`` the UDF context key (or loader argument) at fault."""
 
     code = "Internal"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(f"{self.code}: {message}")
+    def __init__(self, reason: str, parameter=None) -> None:
+        super().__init__(f"{self.code}: {reason}")
+        self.reason = reason
+        self.parameter = parameter
 
 
 class ProcessParameterMissing(UdfError, ValueError):
@@ -230,7 +246,27 @@ def patch_features(
     return out.reshape(*shape, out.shape[-1]).transpose(0, 3, 1, 2)
 
 
-# --------------------------------------------------------------------------- the model
+# --------------------------------------------------------------------------- the model loader
+# One loader for both homes: this UDF, and the native path of openeo_deepfeatures (which imports
+# this file). A model file is read and hashed once per version of the file and process; one
+# onnxruntime session is made per (file, sha256, providers, threads) and process.
+
+_LOCK = threading.RLock()  # one load at a time: tasks of a run share the first one's session
+_DIGESTS: dict = {}  # (path, device, inode, size, mtime) -> sha256 of that version of the file
+_SESSIONS: dict = {}  # (real path, sha256, providers, threads, process id) -> OpenModel
+_MODELS: dict = {}  # session -> Model (the contract as this UDF reads it)
+
+
+class OpenModel(NamedTuple):
+    """A model opened by :func:`open_model`: its session, file, sha256, providers and threads,
+    and the ONNX ``metadata_props`` (the contract, one JSON value per key)."""
+
+    session: Any
+    path: str
+    sha256: str
+    providers: tuple
+    threads: Any
+    metadata: dict
 
 
 class Model(NamedTuple):
@@ -238,6 +274,7 @@ class Model(NamedTuple):
 
     session: Any
     path: str
+    sha256: str
     family: str
     channels: tuple
     features: tuple
@@ -247,11 +284,14 @@ class Model(NamedTuple):
     outputs: tuple
 
 
-def _cache_dir() -> Path:
-    """``$DEEPFEATURES_CACHE``, else ``~/.cache/...``, else (no writable home) the temp dir."""
+def cache_dir() -> Path:
+    """Where models given by URL are kept: ``$DEEPFEATURES_CACHE``, else
+    ``$XDG_CACHE_HOME/openeo-deepfeatures/models`` (``~/.cache/...``), else (no writable home)
+    a folder in the temporary directory."""
     if os.environ.get("DEEPFEATURES_CACHE"):
         return Path(os.environ["DEEPFEATURES_CACHE"]).expanduser()
-    home = Path.home() / ".cache" / "openeo-deepfeatures" / "models"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    home = base / "openeo-deepfeatures" / "models"
     try:
         home.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -259,7 +299,7 @@ def _cache_dir() -> Path:
     return home
 
 
-def _sha256(path) -> str:
+def _hash_file(path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -267,109 +307,210 @@ def _sha256(path) -> str:
     return digest.hexdigest()
 
 
-@functools.lru_cache(maxsize=16)
-def _download(url: str, sha256, cache: str) -> str:
-    """The cached file of ``url``; downloaded once (atomically: temporary file, then rename)."""
-    name = sha256 or hashlib.sha256(url.encode()).hexdigest()[:32]
-    target = Path(cache) / f"{name}.onnx"
-    if target.is_file() and (sha256 is None or _sha256(target) == sha256):
-        return str(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=target.parent)
-    except OSError as exc:
-        raise ModelDownloadFailed(
-            f"cannot write to the model cache {cache!r} ({exc}); set DEEPFEATURES_CACHE to a "
-            "writable folder."
-        ) from None
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                digest.update(block)
-                f.write(block)
-        if sha256 is not None and digest.hexdigest() != sha256:
-            raise ProcessParameterInvalid(
-                f"the model downloaded from {url!r} has sha256 {digest.hexdigest()}, the context "
-                f"expects {sha256}: wrong URL, or the file changed."
-            )
-        os.replace(tmp, target)
-    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError is an OSError
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, UdfError):
-            raise
-        plain = isinstance(exc, urllib.error.HTTPError) or not hasattr(exc, "reason")
-        reason = exc if plain else exc.reason
-        raise ModelDownloadFailed(
-            f"cannot download the model {url!r} (context 'model'): {reason}. Check the URL and "
-            "that the backend's workers may reach it, or ship the model with the job option "
-            "'udf-dependency-archives' and give its path."
-        ) from None
+def _version(path) -> tuple:
+    """What identifies one version of a file: its path, inode, size and modification time."""
+    st = os.stat(path)
+    return (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def file_sha256(path) -> str:
+    """The sha256 of a file, read and hashed once per version of the file and process."""
+    key = _version(path)
+    with _LOCK:
+        if key not in _DIGESTS:
+            _DIGESTS[key] = _hash_file(path)
+        return _DIGESTS[key]
+
+
+def _checked_sha256(sha256):
+    if sha256 is None:
+        return None
+    if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha256.strip()):
+        raise ProcessParameterInvalid(f"'sha256' must be 64 hex digits, not {sha256!r}.", "sha256")
+    return sha256.strip().lower()
+
+
+def download(url: str, sha256=None, *, opener=None) -> str:
+    """The copy of the model at ``url`` in :func:`cache_dir`, downloaded on first use.
+
+    The download goes to a temporary file that is renamed when complete (and, with ``sha256``,
+    checked), so the cache never holds a partial file. ``opener(url)``: the response to read
+    (default: ``urllib.request.urlopen`` with a 60 s timeout).
+    """
+    sha256 = _checked_sha256(sha256)
+    cache = cache_dir()
+    target = cache / f"{sha256 or hashlib.sha256(url.encode()).hexdigest()[:32]}.onnx"
+    with _LOCK:
+        if target.is_file() and (sha256 is None or file_sha256(target) == sha256):
+            return str(target)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=cache)
+        except OSError as exc:
+            raise ModelDownloadFailed(
+                f"cannot write to the model cache {str(cache)!r} ({exc}); set "
+                "DEEPFEATURES_CACHE to a writable folder.",
+                "model",
+            ) from None
+        digest = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as f, (opener or _urlopen)(url) as response:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    digest.update(block)
+                    f.write(block)
+            if sha256 is not None and digest.hexdigest() != sha256:
+                raise ProcessParameterInvalid(
+                    f"the model downloaded from {url!r} has sha256 {digest.hexdigest()}, "
+                    f"expected {sha256}: wrong URL, or the file changed.",
+                    "sha256",
+                )
+            os.replace(tmp, target)
+            _DIGESTS[_version(target)] = digest.hexdigest()  # hashed while downloading
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError: an OSError
+            if isinstance(exc, UdfError):
+                raise
+            plain = isinstance(exc, urllib.error.HTTPError) or not hasattr(exc, "reason")
+            raise ModelDownloadFailed(
+                f"cannot download the model {url!r}: {exc if plain else exc.reason}. Check the "
+                "URL and that this machine may reach it (on an openEO backend: ship the model "
+                "with the job option 'udf-dependency-archives' and give its path).",
+                "model",
+            ) from None
+        finally:
+            Path(tmp).unlink(missing_ok=True)  # gone already when it was renamed
     return str(target)
 
 
-def _model_file(context: dict) -> tuple:
-    source, sha256 = context["model"], context.get("sha256")
-    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", str(sha256).strip()):
-        raise ProcessParameterInvalid(f"context 'sha256' must be 64 hex digits, not {sha256!r}.")
-    sha256 = sha256.strip().lower() if sha256 else None
+def _urlopen(url: str):
+    return urllib.request.urlopen(url, timeout=60)
+
+
+def _model_file(source, sha256, opener) -> str:
+    """The local file of ``source``: an http(s) URL (downloaded) or a path."""
     if not isinstance(source, (str, os.PathLike)) or not str(source).strip():
-        raise ProcessParameterInvalid(f"context 'model' must be a URL or a path, not {source!r}.")
+        raise ProcessParameterInvalid(f"'model' must be a URL or a path, not {source!r}.", "model")
     source = str(source).strip()
     if urllib.parse.urlparse(source).scheme in ("http", "https"):
-        return _download(source, sha256, str(_cache_dir())), sha256
+        return download(source, sha256, opener=opener)
     path = Path(source.removeprefix("file://")).expanduser().absolute()
     if not path.is_file():
         raise ProcessParameterInvalid(
             f"the model file {source!r} does not exist (relative paths are read from the working "
             f"directory {os.getcwd()!r}; with 'udf-dependency-archives': ['.../model.zip#tmp/"
-            "model'] the path is 'tmp/model/<file>.onnx')."
+            "model'] the path is 'tmp/model/<file>.onnx').",
+            "model",
         )
-    return str(path), sha256
+    return str(path)
 
 
-def _providers(requested) -> tuple:
+def resolve_providers(requested=None) -> tuple:
+    """The onnxruntime execution providers a session will use.
+
+    ``None``: CUDA then CPU when onnxruntime offers CUDA (``onnxruntime-gpu``), else CPU alone.
+    A name or a list (in order of preference) is used as given; each must be available.
+    """
     import onnxruntime
 
-    available = onnxruntime.get_available_providers()
+    available = list(onnxruntime.get_available_providers())
     if requested is None:
         return (CUDA, CPU) if CUDA in available else (CPU,)
-    requested = [requested] if isinstance(requested, str) else list(requested)
-    missing = [p for p in requested if p not in available]
-    if not requested or missing:
+    requested = [requested] if isinstance(requested, str) else requested
+    if (
+        not isinstance(requested, (list, tuple))
+        or not requested
+        or not all(isinstance(p, str) and p for p in requested)
+    ):
         raise ProcessParameterInvalid(
-            f"context 'providers' {requested} are not all available; available: {available}."
+            f"'providers' must be a non-empty list of onnxruntime execution provider names, "
+            f"not {requested!r}; available: {available}.",
+            "providers",
+        )
+    missing = [p for p in requested if p not in available]
+    if missing:
+        hint = " (install onnxruntime-gpu on a machine with a GPU)" if CUDA in missing else ""
+        raise ProcessParameterInvalid(
+            f"'providers' {missing} not available here{hint}; available: {available}.",
+            "providers",
         )
     return tuple(dict.fromkeys(requested))
 
 
-@functools.lru_cache(maxsize=16)
-def _load(path: str, sha256, providers: tuple, threads) -> Model:
+def _integer(value, key: str, minimum: int = 1, *, prefix: str = ""):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ProcessParameterInvalid(f"{prefix}{key!r} must be an integer, not {value!r}.", key)
+    if value is not None and value < minimum:
+        raise ProcessParameterInvalid(f"{prefix}{key!r} must be >= {minimum}, not {value}.", key)
+    return value
+
+
+def open_model(source, sha256=None, *, providers=None, threads=None, opener=None) -> OpenModel:
+    """The model loader of both homes: the onnxruntime session of ``source``, cached.
+
+    ``source``: an http(s) URL (downloaded once into :func:`cache_dir`, see :func:`download`;
+    ``opener`` as there) or a path. ``sha256``: the digest the file must have. ``providers``:
+    see :func:`resolve_providers`. ``threads``: onnxruntime intra-op threads (``None``:
+    onnxruntime's default, one per core).
+
+    The file is read and hashed once per version of it and process (a changed file is hashed
+    again); one session is made per (file, sha256, providers, threads) and process, with pinned
+    options: all graph optimisations, sequential execution, one inter-op thread, no CPU memory
+    arena (tiles and windows differ in shape; an arena would keep the largest of each).
+    """
+    sha256 = _checked_sha256(sha256)
+    threads = _integer(threads, "threads")
+    with _LOCK:
+        path = _model_file(source, sha256, opener)
+        digest = file_sha256(path)
+        if sha256 is not None and digest != sha256:
+            raise ProcessParameterInvalid(
+                f"the model file {path!r} has sha256 {digest}, expected {sha256}: the file is "
+                "truncated, altered or another model.",
+                "sha256",
+            )
+        chosen = resolve_providers(providers)
+        key = (os.path.realpath(path), digest, chosen, threads, os.getpid())
+        if key not in _SESSIONS:
+            session = _session(path, chosen, threads)
+            meta = dict(session.get_modelmeta().custom_metadata_map)
+            _SESSIONS[key] = OpenModel(session, path, digest, chosen, threads, meta)
+        return _SESSIONS[key]
+
+
+def _session(path: str, providers: tuple, threads):
     import onnxruntime
 
-    if sha256 is not None and _sha256(path) != sha256:
-        raise ProcessParameterInvalid(
-            f"the model file {path!r} has sha256 {_sha256(path)}, the context expects {sha256}."
-        )
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
     if threads is not None:
         options.intra_op_num_threads = threads
     try:
         session = onnxruntime.InferenceSession(path, options, providers=list(providers))
     except Exception as exc:  # onnxruntime raises its own pybind exception types
         raise ProcessParameterInvalid(
-            f"{path!r} is not a readable ONNX model: {str(exc).splitlines()[0][:200]}"
+            f"{path!r} is not a readable ONNX model: {str(exc).splitlines()[0][:200]}", "model"
         ) from None
-    meta = session.get_modelmeta().custom_metadata_map
+    active = session.get_providers()
+    if providers[0] not in active:
+        _log.warning(
+            "onnxruntime could not start %s for %s; running on %s", providers[0], path, active
+        )
+    return session
+
+
+def _contract(opened: OpenModel) -> Model:
+    """The model's contract, as far as this UDF needs it."""
+    meta, path = opened.metadata, opened.path
     keys = ("family", "channels", "features", "normalisation", "spatial_radius", "temporal_window")
     try:
         c = {k: json.loads(meta[k]) for k in (*keys, "outputs") if k in meta}
         model = Model(
-            session=session,
+            session=opened.session,
             path=path,
+            sha256=opened.sha256,
             family=c["family"],
             channels=tuple(c["channels"]),
             features=tuple(c["features"]),
@@ -381,7 +522,8 @@ def _load(path: str, sha256, providers: tuple, threads) -> Model:
     except (KeyError, TypeError, ValueError) as exc:
         raise ProcessParameterInvalid(
             f"{path!r} holds no DeepFeatures encoder contract in its metadata ({exc!r}); export "
-            "models with `deepfeatures export`."
+            "models with `deepfeatures export`.",
+            "model",
         ) from None
     if model.family not in ("dense", "patch"):
         raise ProcessParameterInvalid(f"unknown model family {model.family!r} in {path!r}.")
@@ -389,12 +531,7 @@ def _load(path: str, sha256, providers: tuple, threads) -> Model:
 
 
 def _positive(context: dict, key: str, minimum: int = 1):
-    value = context.get(key)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ProcessParameterInvalid(f"context {key!r} must be an integer, not {value!r}.")
-    if value is not None and value < minimum:
-        raise ProcessParameterInvalid(f"context {key!r} must be >= {minimum}, not {value}.")
-    return value
+    return _integer(context.get(key), key, minimum, prefix="context ")
 
 
 def load_model(context: dict) -> Model:
@@ -403,16 +540,27 @@ def load_model(context: dict) -> Model:
         raise ProcessParameterMissing(
             "the UDF context has no 'model': give the URL of the ONNX encoder, e.g. "
             "{'model': 'https://.../default.onnx', 'sha256': '...'}, or its path, e.g. "
-            "{'model': 'tmp/model/default.onnx'} with the job option 'udf-dependency-archives'."
+            "{'model': 'tmp/model/default.onnx'} with the job option 'udf-dependency-archives'.",
+            "model",
         )
-    path, sha256 = _model_file(context)
-    return _load(path, sha256, _providers(context.get("providers")), _positive(context, "threads"))
+    opened = open_model(
+        context["model"],
+        context.get("sha256"),
+        providers=context.get("providers"),
+        threads=_positive(context, "threads"),
+    )
+    with _LOCK:
+        if opened.session not in _MODELS:
+            _MODELS[opened.session] = _contract(opened)
+        return _MODELS[opened.session]
 
 
 def clear_caches() -> None:
-    """Forget the sessions and downloads remembered by this process."""
-    _load.cache_clear()
-    _download.cache_clear()
+    """Forget the sessions and file digests remembered by this process."""
+    with _LOCK:
+        _SESSIONS.clear()
+        _MODELS.clear()
+        _DIGESTS.clear()
 
 
 # --------------------------------------------------------------------------- the cube

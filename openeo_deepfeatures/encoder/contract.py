@@ -20,13 +20,12 @@ extension (:meth:`EncoderContract.stac_item`). Inference reads only the contract
 - ``features``: output names ``F01``..``Fk``; ``training``: provenance (sha256 of the training
   data and config, seed, metrics).
 
-This module imports neither torch nor onnx; :func:`read_onnx_metadata` uses onnxruntime.
+This module imports neither torch nor onnx.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -49,7 +48,6 @@ __all__ = [
     "TIME_ENCODING",
     "EncoderContract",
     "Normalisation",
-    "read_onnx_metadata",
     "sha256_file",
     "stac_item_path",
     "time_inputs",
@@ -498,38 +496,12 @@ def time_inputs(dates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The file's sha256, read and hashed once per version of the file and process (the UDF
+    kernel's ``file_sha256``, which the model loader uses too)."""
+    return udf_kernel.file_sha256(path)
 
 
 def stac_item_path(model_path: str | os.PathLike) -> Path:
     """Where the STAC MLM item of a model file lives: ``model.onnx`` -> ``model.stac.json``."""
     path = Path(model_path)
     return path.with_name(path.stem + ".stac.json")
-
-
-def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file, read with onnxruntime."""
-    session = _session(path, process="load_encoder")
-    return dict(session.get_modelmeta().custom_metadata_map)
-
-
-def _session(path: str | os.PathLike, *, process: str, providers: Sequence[str] | None = None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(
-            str(path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
-        )
-    except Exception as exc:  # onnxruntime raises its own pybind exception types
-        raise _invalid(
-            f"{Path(path).name} is not a readable ONNX model ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]})",
-            "path",
-            process,
-        ) from exc

@@ -1,15 +1,12 @@
-"""Models by URL: downloaded once into the user cache, atomically, then reused."""
+"""Models by URL: the execution policy's check, then the UDF kernel's cached download."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
-from ..errors import ProcessParameterInvalid
-from ..io import atomic_path
+from ..udf import feature_embedding as udf_kernel
+from .loader import kernel_errors
 
 if TYPE_CHECKING:
     from ..policy import ExecutionPolicy
@@ -18,15 +15,20 @@ __all__ = ["cache_dir", "cached_model"]
 
 
 def cache_dir() -> Path:
-    """``$DEEPFEATURES_CACHE``, else ``$XDG_CACHE_HOME/openeo-deepfeatures``, else ``~/.cache/…``."""
-    if os.environ.get("DEEPFEATURES_CACHE"):
-        return Path(os.environ["DEEPFEATURES_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "openeo-deepfeatures"
+    """Where models given by URL are kept (the UDF's cache): ``$DEEPFEATURES_CACHE``, else
+    ``$XDG_CACHE_HOME/openeo-deepfeatures/models`` (``~/.cache/...``)."""
+    return udf_kernel.cache_dir()
 
 
-def cached_model(url: str, *, timeout: float = 60, policy: ExecutionPolicy | None = None) -> Path:
-    """The local copy of the model at ``url`` (downloaded on first use).
+def cached_model(
+    url: str,
+    *,
+    sha256: str | None = None,
+    timeout: float = 60,
+    policy: ExecutionPolicy | None = None,
+) -> Path:
+    """The local copy of the model at ``url`` (downloaded on first use, atomically; with
+    ``sha256``, checked).
 
     ``policy`` (default: :func:`~openeo_deepfeatures.policy.current_policy`) checks the URL,
     also when the copy is cached, and every redirect of the download.
@@ -35,22 +37,9 @@ def cached_model(url: str, *, timeout: float = 60, policy: ExecutionPolicy | Non
 
     policy = policy or current_policy()
     policy.check_url(url, what="the model")
-    name = Path(urlsplit(url).path).name or "model.onnx"
-    key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
-    target = cache_dir() / "models" / f"{key}-{name}"
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with (
-            policy.open_url(url, timeout=timeout, what="the model") as response,
-            atomic_path(target) as tmp,
-            open(tmp, "wb") as out,
-        ):
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-    except OSError as exc:
-        raise ProcessParameterInvalid(
-            process="load_encoder", parameter="model", reason=f"cannot download {url!r}: {exc}"
-        ) from None
-    return target
+
+    def opener(target: str):
+        return policy.open_url(target, timeout=timeout, what="the model")
+
+    with kernel_errors("load_encoder"):
+        return Path(udf_kernel.download(url, sha256, opener=opener))

@@ -5,9 +5,10 @@
 read (selected by name, in contract order), how they are normalised, the spatial halo
 (``spatial_radius``) and the temporal context (``temporal_radius`` acquisitions on each side).
 
-**Sessions.** :func:`get_session` keeps one ``onnxruntime.InferenceSession`` per worker process
-and per ``(path, sha256, providers, threads)``; the first use in a process checks the file's
-sha256. Providers: CUDA first when onnxruntime sees it (``onnxruntime-gpu`` on a machine with a
+**Sessions.** Each task finds its ``onnxruntime.InferenceSession`` with
+:func:`~openeo_deepfeatures.encoder.loader.get_session`: the UDF kernel's model loader, one
+session per worker process and ``(file, sha256, providers, threads)``, the file hashed once per
+process. Providers: CUDA first when onnxruntime sees it (``onnxruntime-gpu`` on a machine with a
 GPU), else CPU; ``providers=[...]`` overrides this, and a provider that is not available raises
 :class:`~openeo_deepfeatures.errors.ProcessParameterInvalid` naming the available ones.
 
@@ -38,13 +39,10 @@ Mask them downstream with the input's validity if needed.
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -57,30 +55,18 @@ from ..errors import (
     ProcessParameterInvalid,
 )
 from ..udf import feature_embedding as udf_kernel
-from .contract import EncoderContract, sha256_file
-
-if TYPE_CHECKING:  # the package __init__ may import this module: import Encoder lazily
-    from . import Encoder
+from .contract import EncoderContract
+from .loader import Encoder, as_encoder, get_session, resolve_providers
 
 __all__ = [
-    "CPU",
-    "CUDA",
     "DEFAULT_TILE",
     "PATCH_BATCH_BYTES",
-    "available_providers",
-    "clear_session_cache",
     "dense_features",
     "embed",
     "embed_reflectance",
-    "get_session",
     "patch_features",
-    "resolve_providers",
 ]
 
-log = logging.getLogger(__name__)
-
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
 #: Tile size of :func:`embed` when ``tile`` is not given: pixels in y and x, dates in t.
 DEFAULT_TILE: Mapping[str, int] = {"t": 64, "y": 128, "x": 128}
 #: Patch mode without ``batch_size``: as many windows per call as fit in this many input bytes.
@@ -92,114 +78,6 @@ _PROCESS = "embed"
 
 def _invalid(parameter: str, reason: str, process: str = _PROCESS) -> ProcessParameterInvalid:
     return ProcessParameterInvalid(process=process, parameter=parameter, reason=reason)
-
-
-# --------------------------------------------------------------------------- sessions
-
-
-def available_providers() -> list[str]:
-    """The execution providers this onnxruntime build offers (``onnxruntime-gpu``: CUDA...)."""
-    import onnxruntime as ort
-
-    return list(ort.get_available_providers())
-
-
-def resolve_providers(
-    providers: Sequence[str] | str | None = None, *, process: str = _PROCESS
-) -> tuple[str, ...]:
-    """The providers a session will use.
-
-    ``None``: CUDA then CPU when onnxruntime offers CUDA, else CPU alone. A list is used as
-    given (in order of preference); each entry must be available, else
-    :class:`ProcessParameterInvalid` names the available ones.
-    """
-    available = available_providers()
-    if providers is None:
-        chosen = (CUDA, CPU) if CUDA in available else (CPU,)
-        log.info("onnxruntime providers: %s (available: %s)", list(chosen), available)
-        return chosen
-    if isinstance(providers, str):
-        providers = [providers]
-    providers = list(providers)
-    if not providers or not all(isinstance(p, str) and p for p in providers):
-        raise _invalid(
-            "providers",
-            f"a list of onnxruntime execution provider names, not {providers!r}; available "
-            f"here: {available}.",
-            process,
-        )
-    missing = [p for p in providers if p not in available]
-    if missing:
-        hint = " (install onnxruntime-gpu on a machine with a GPU)" if CUDA in missing else ""
-        raise _invalid(
-            "providers",
-            f"{missing} not available in this onnxruntime{hint}; available here: {available}.",
-            process,
-        )
-    return tuple(dict.fromkeys(providers))
-
-
-def get_session(
-    path: str | os.PathLike,
-    sha256: str,
-    providers: Sequence[str] | None = None,
-    threads: int | None = None,
-):
-    """The cached ``onnxruntime.InferenceSession`` of a model in this process.
-
-    One session per ``(path, sha256, providers, threads)`` and process; the file's sha256 is
-    checked when the session is created. ``threads``: onnxruntime intra-op threads (``None``:
-    onnxruntime's default, one per core).
-    """
-    key_providers = resolve_providers(providers) if providers is None else tuple(providers)
-    return _cached_session(
-        str(Path(path).resolve()), str(sha256), key_providers, threads, os.getpid()
-    )
-
-
-@functools.lru_cache(maxsize=16)
-def _cached_session(
-    path: str, sha256: str, providers: tuple[str, ...], threads: int | None, pid: int
-):
-    import onnxruntime as ort
-
-    digest = sha256_file(path)
-    if digest != sha256:
-        raise _invalid(
-            "encoder",
-            f"{Path(path).name} has sha256 {digest}, expected {sha256}: the model file changed "
-            "after it was loaded.",
-        )
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.inter_op_num_threads = 1
-    # tiles differ in shape (halos, cube edges): an arena would keep the largest of each
-    options.enable_cpu_mem_arena = False
-    if threads is not None:
-        options.intra_op_num_threads = int(threads)
-    try:
-        session = ort.InferenceSession(path, sess_options=options, providers=list(providers))
-    except Exception as exc:  # onnxruntime raises its own pybind exception types
-        raise _invalid(
-            "encoder",
-            f"{Path(path).name} could not be opened with providers {list(providers)} "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-        ) from exc
-    active = session.get_providers()
-    if providers[0] not in active:
-        log.warning(
-            "onnxruntime could not start %s for %s; running on %s",
-            providers[0],
-            Path(path).name,
-            active,
-        )
-    return session
-
-
-def clear_session_cache() -> None:
-    """Forget the cached sessions of this process (e.g. after a model file was replaced)."""
-    _cached_session.cache_clear()
 
 
 # --------------------------------------------------------------------------- numpy kernels
@@ -384,18 +262,6 @@ def _chunks(n: int, size: int | None, depth: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _as_encoder(encoder: Encoder | str | os.PathLike | None) -> Encoder:
-    from . import Encoder, load_encoder
-
-    if isinstance(encoder, Encoder):
-        return encoder
-    if encoder is None or isinstance(encoder, (str, os.PathLike)):
-        return load_encoder(encoder)
-    raise _invalid(
-        "encoder", f"an Encoder, the path of an ONNX encoder or None, not {type(encoder).__name__}."
-    )
-
-
 def embed_reflectance(
     reflectance: xr.DataArray,
     encoder: Encoder | str | os.PathLike | None = None,
@@ -486,7 +352,7 @@ def _embed(
     batch_size: int | None,
     from_reflectance: bool,
 ) -> xr.DataArray:
-    enc = _as_encoder(encoder)
+    enc = as_encoder(encoder, process=_PROCESS)
     contract = enc.contract
     cube = _standard_dims(si_cube)
     program = None

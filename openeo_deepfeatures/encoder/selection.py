@@ -4,7 +4,8 @@ An encoder's contract lists its input channels (spectral-index names, or band la
 Sentinel-2 bands those channels are computed from are what a user has to load;
 :func:`check_bands` says so at that level ("the model needs B8A, B11; the cube has B02, B03,
 B04, B08, SCL"), never as a list of every affected index. :func:`choose_encoder` picks the
-first shipped model (:data:`SHIPPED_MODELS`, in order of preference) whose bands a cube has.
+first shipped model (:data:`~openeo_deepfeatures.encoder.shipped.SHIPPED_MODELS`, in order of
+preference) whose bands a cube has.
 """
 
 from __future__ import annotations
@@ -12,31 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from functools import cache
-from importlib import resources
-from pathlib import Path
 
 from ..bands import BAND_BY_LABEL
 from ..cube_input import format_labels
 from ..errors import BandMissing
+from .loader import load_encoder
+from .shipped import SHIPPED_MODELS, shipped_model_path
 
 __all__ = ["SHIPPED_MODELS", "bands_needed", "check_bands", "choose_encoder", "shipped_model_path"]
 
 log = logging.getLogger(__name__)
-
-#: The encoders shipped with the package, by name, in order of preference: package-data paths.
-SHIPPED_MODELS: dict[str, str] = {
-    "default": "encoder/default.onnx",  # B02, B03, B04, B08, B8A, B11
-    "s2-10m": "encoder/s2_10m.onnx",  # B02, B03, B04, B08: every openEO Sentinel-2 cube
-}
-
-
-def shipped_model_path(name: str) -> Path | None:
-    """The file of a shipped model, or None when ``name`` is not one (or it is not installed)."""
-    relative = SHIPPED_MODELS.get(name)
-    if relative is None:
-        return None
-    path = resources.files("openeo_deepfeatures.data").joinpath(*relative.split("/"))
-    return Path(str(path)) if path.is_file() else None
 
 
 def bands_needed(channels: Iterable[str]) -> tuple[str, ...]:
@@ -60,13 +46,11 @@ def _bands_needed(channels: tuple[str, ...]) -> tuple[str, ...]:
 
 @cache
 def _shipped_bands(name: str) -> tuple[str, ...] | None:
-    """Bands a shipped model needs (read from its contract once per process)."""
-    from .contract import EncoderContract, read_onnx_metadata
-
-    path = shipped_model_path(name)
-    if path is None:
+    """Bands a shipped model needs (read from its contract once per process; the session
+    opened for it is the one a run with the default providers uses)."""
+    if shipped_model_path(name) is None:
         return None
-    return bands_needed(EncoderContract.from_metadata(read_onnx_metadata(path)).channels)
+    return bands_needed(load_encoder(name).contract.channels)
 
 
 def _describe_shipped(have: set[str]) -> str:
@@ -104,8 +88,6 @@ def check_bands(encoder, bands: Iterable[str], *, process: str) -> None:
 
 def choose_encoder(bands: Iterable[str], *, process: str, providers=None):
     """The first shipped model whose bands the cube has (INFO line says which)."""
-    from . import load_encoder
-
     labels = [str(b) for b in bands]
     have = set(labels)
     for name in SHIPPED_MODELS:

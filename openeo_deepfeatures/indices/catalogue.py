@@ -7,8 +7,9 @@ and kernel "bands" (``kNR`` = RBF kernel of N and R with ``sigma = 0.5 (N + R)``
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from importlib import resources
@@ -16,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .._json import loads_strict
-from ..errors import ProcessParameterInvalid
+from ..errors import IndexUnknown, ProcessParameterInvalid
 from ..sentinel2 import BAND_BY_ASI, BAND_BY_LABEL, normalize_band_label
 
 __all__ = [
@@ -25,7 +26,10 @@ __all__ = [
     "IndexSpec",
     "catalogue",
     "get_index",
+    "global_constants",
+    "kernel_parts",
     "list_indices",
+    "unknown_index_error",
 ]
 
 ASI_VERSION = "0.12.0"
@@ -81,30 +85,31 @@ class IndexSpec:
         return set(self.bands) <= available
 
 
-def _kernel_parts(symbol: str) -> tuple[str, str] | None:
+def kernel_parts(symbol: str) -> tuple[str, str] | None:
     """``kNR`` -> ``("N", "R")``; ``kNL`` -> ``("N", "L")``."""
     if not symbol.startswith("k") or len(symbol) < 3:
         return None
     rest = symbol[1:]
     for i in range(1, len(rest)):
         a, b = rest[:i], rest[i:]
-        if (a in BAND_BY_ASI or a in _global_constants()) and (
-            b in BAND_BY_ASI or b in _global_constants()
+        if (a in BAND_BY_ASI or a in global_constants()) and (
+            b in BAND_BY_ASI or b in global_constants()
         ):
             return a, b
     return None
 
 
 @lru_cache(maxsize=1)
-def _global_constants() -> dict[str, float | None]:
-    return {k: v["default"] for k, v in _load_json("constants.json").items()}
+def global_constants() -> Mapping[str, float | None]:
+    """The catalogue's constants (``L``, ``g``, ``C1``, ...) with their global defaults."""
+    return MappingProxyType({k: v["default"] for k, v in _load_json("constants.json").items()})
 
 
 def _spec(entry: Mapping[str, Any]) -> IndexSpec | None:
     """Build the spec, or None when the index needs something Sentinel-2 does not have."""
     name = entry["short_name"]
     symbols = tuple(entry["bands"])
-    consts = _global_constants()
+    consts = global_constants()
     bands: set[str] = set()
     constants: dict[str, float | None] = {}
     external: list[str] = []
@@ -123,7 +128,7 @@ def _spec(entry: Mapping[str, Any]) -> IndexSpec | None:
         return True
 
     for symbol in symbols:
-        parts = _kernel_parts(symbol)
+        parts = kernel_parts(symbol)
         if parts is not None:
             # RBF kernel of the two parts; sigma = 0.5 (a + b) per pixel, no constant needed
             if not all(use(p) for p in parts):
@@ -158,14 +163,32 @@ def catalogue() -> Mapping[str, IndexSpec]:
     return MappingProxyType(specs)
 
 
+def unknown_index_error(names: Sequence[str], process: str) -> IndexUnknown:
+    """``IndexUnknown`` for ``names``, with the catalogue's closest names as hints."""
+    known = list(catalogue())
+    hints = []
+    for name in names:
+        lowered = name.lower()
+        # case slips and swapped letters first (NVDI -> NDVI), then difflib's similar names
+        close = [k for k in known if k.lower() == lowered]
+        close += [k for k in known if sorted(k.lower()) == sorted(lowered) and k not in close]
+        close += [
+            k for k in difflib.get_close_matches(name, known, n=3, cutoff=0.6) if k not in close
+        ]
+        close = close[:3]
+        hints.append(f"{name!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    return IndexUnknown(
+        process=process,
+        reason=", ".join(hints) + ". See `openeo_deepfeatures.list_indices()` for the catalogue.",
+    )
+
+
 def get_index(name: str) -> IndexSpec:
     """The spec of one index (case-sensitive ASI short name)."""
-    from .resolve import unknown_index_error
-
     try:
         return catalogue()[name]
     except KeyError:
-        raise unknown_index_error([name], process="deepfeatures_spectral_indices") from None
+        raise unknown_index_error([name], "deepfeatures_spectral_indices") from None
 
 
 def list_indices(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -10,13 +9,20 @@ from functools import cache, lru_cache
 from numbers import Real
 from typing import Any
 
-from ..errors import BandMissing, FormulaInvalid, IndexUnknown, ProcessParameterInvalid
+from ..errors import BandMissing, FormulaInvalid, ProcessParameterInvalid
 from ..sentinel2 import BAND_BY_ASI, BAND_BY_LABEL
-from .catalogue import EXTERNAL_INPUTS, IndexSpec, _global_constants, _kernel_parts, catalogue
+from .catalogue import (
+    EXTERNAL_INPUTS,
+    IndexSpec,
+    catalogue,
+    global_constants,
+    kernel_parts,
+    unknown_index_error,
+)
 from .dag import Dag, Program, compile_program
 from .formula import Expr, parse_formula, symbols
 
-__all__ = ["ResolvedIndex", "build_dag", "resolve_indices", "unknown_index_error"]
+__all__ = ["ResolvedIndex", "build_dag", "resolve_indices"]
 
 PROCESS = "deepfeatures_spectral_indices"
 
@@ -30,25 +36,6 @@ class ResolvedIndex:
     bands: Mapping[str, str]  # symbol -> band label (incl. external inputs such as PAR)
     constants: Mapping[str, float]  # symbol -> value
     kernels: Mapping[str, tuple[str, str]]  # symbol -> (part a, part b)
-
-
-def unknown_index_error(names: Sequence[str], process: str = PROCESS) -> IndexUnknown:
-    known = list(catalogue())
-    hints = []
-    for name in names:
-        lowered = name.lower()
-        # case slips and swapped letters first (NVDI -> NDVI), then difflib's similar names
-        close = [k for k in known if k.lower() == lowered]
-        close += [k for k in known if sorted(k.lower()) == sorted(lowered) and k not in close]
-        close += [
-            k for k in difflib.get_close_matches(name, known, n=3, cutoff=0.6) if k not in close
-        ]
-        close = close[:3]
-        hints.append(f"{name!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-    return IndexUnknown(
-        process=process,
-        reason=", ".join(hints) + ". See `openeo_deepfeatures.list_indices()` for the catalogue.",
-    )
 
 
 def _check_constants(constants: Mapping[str, Any] | None, requested: Iterable[str]) -> tuple:
@@ -111,7 +98,7 @@ def _bind(
     consts: dict[str, float] = {}
     kernels: dict[str, tuple[str, str]] = {}
     missing: list[str] = []
-    global_defaults = _global_constants()
+    global_defaults = global_constants()
 
     def bind(symbol: str, top: bool = True) -> None:
         if symbol in mine:
@@ -128,8 +115,8 @@ def _bind(
             consts[symbol] = float(defaults[symbol])
         elif symbol in global_defaults and global_defaults[symbol] is not None:
             consts[symbol] = float(global_defaults[symbol])
-        elif top and _kernel_parts(symbol) is not None:
-            parts = _kernel_parts(symbol)
+        elif top and kernel_parts(symbol) is not None:
+            parts = kernel_parts(symbol)
             kernels[symbol] = parts
             for p in parts:
                 bind(p, top=False)
@@ -184,7 +171,7 @@ def resolve_indices(
         names = list(dict.fromkeys(indices))
         unknown = [n for n in names if n not in cat and n not in custom]
         if unknown:
-            raise unknown_index_error(unknown)
+            raise unknown_index_error(unknown, PROCESS)
     flat_items, per_items = _check_constants(constants, names)
     flat = dict(flat_items)
     per_index = {k: dict(v) for k, v in per_items}
@@ -198,7 +185,7 @@ def resolve_indices(
             spec: IndexSpec = cat[name]
             expr, defaults = _parse_catalogue(name), spec.constants
         names_in_formula = symbols(expr)
-        names_in_formula |= {p for s in names_in_formula for p in (_kernel_parts(s) or ())}
+        names_in_formula |= {p for s in names_in_formula for p in (kernel_parts(s) or ())}
         used |= names_in_formula
         stray = sorted(set(per_index.get(name, {})) - names_in_formula)
         if stray:

@@ -72,11 +72,11 @@ class LocalConnection(openeo.local.LocalConnection):
     def describe_collection(self, collection_id: str) -> dict:
         if collection_id != "DEMO_S2" and collection_id not in self.collections:
             return super().describe_collection(collection_id)
-        from .processes import RunSettings, _open_collection, settings
+        from .processes import RunSettings, open_collection, settings
 
         token = settings.set(RunSettings(self.collections))
         try:
-            cube = _open_collection(collection_id)
+            cube = open_collection(collection_id)
         finally:
             settings.reset(token)
         return _metadata(collection_id, cube)

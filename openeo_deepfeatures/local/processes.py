@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +13,20 @@ import pandas as pd
 import xarray as xr
 
 from ..cube_input import format_labels
-from ..errors import (
-    CollectionNotFound,
-    NoDataAvailable,
-    ProcessParameterInvalid,
-    TemporalExtentEmpty,
-)
+from ..errors import CollectionNotFound, NoDataAvailable, ProcessParameterInvalid
 from ..sentinel2 import canonical_cube, normalize_band_label
-from .registry import Process
+from ..stac import GEOTIFF, JSON, NETCDF, ZARR, cube_item
+from .extents import bbox_in_crs, temporal_bounds
 
-__all__ = ["RunSettings", "load_collection", "overrides", "save_result", "settings"]
+__all__ = [
+    "RunSettings",
+    "array_contains",
+    "array_create",
+    "load_collection",
+    "open_collection",
+    "save_result",
+    "settings",
+]
 
 
 class RunSettings:
@@ -40,14 +43,8 @@ class RunSettings:
 settings: ContextVar[RunSettings] = ContextVar("deepfeatures_run_settings")
 
 
-def _spec(process_id: str) -> dict[str, Any]:
-    text = resources.files("openeo_processes_dask.specs").joinpath(
-        "openeo-processes", f"{process_id}.json"
-    )
-    return json.loads(text.read_text("utf-8"))
-
-
-def _open_collection(collection_id: str) -> xr.DataArray:
+def open_collection(collection_id: str) -> xr.DataArray:
+    """The cube registered for ``collection_id`` in this run (``DEMO_S2``: the demo cube)."""
     run = settings.get(RunSettings())
     source = run.collections.get(collection_id)
     if source is None and collection_id == "DEMO_S2":
@@ -69,49 +66,6 @@ def _open_collection(collection_id: str) -> xr.DataArray:
     return canonical_cube(open_cube(path, chunks={}), "load_collection")
 
 
-def _bbox_in_crs(
-    extent: Mapping[str, Any], cube: xr.DataArray
-) -> tuple[float, float, float, float]:
-    west, south, east, north = (float(extent[k]) for k in ("west", "south", "east", "north"))
-    crs = extent.get("crs", 4326)
-    cube_crs = cube.rio.crs if hasattr(cube, "rio") else None
-    if cube_crs is not None:
-        from pyproj import CRS, Transformer
-
-        src = CRS.from_user_input(crs)
-        if src != CRS.from_user_input(cube_crs):
-            tr = Transformer.from_crs(src, cube_crs, always_xy=True)
-            west, south, east, north = tr.transform_bounds(west, south, east, north, densify_pts=21)
-    return west, south, east, north
-
-
-def utc(value: Any, process: str, parameter: str) -> pd.Timestamp | None:
-    """A date or date-time as naive UTC (cube labels are UTC); None stays None."""
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise ProcessParameterInvalid(
-            process=process, parameter=parameter, reason=f"{value!r} is not a date or date-time."
-        ) from exc
-    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
-
-
-def temporal_bounds(
-    extent: Sequence[Any], process: str
-) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-    """``[start, end]`` as naive UTC; ``TemporalExtentEmpty`` unless end is after start."""
-    start, end = (utc(v, process, "temporal_extent") for v in extent)
-    if start is not None and end is not None and end <= start:
-        raise TemporalExtentEmpty(
-            reason=f"end {end} is not after start {start}.",
-            process=process,
-            parameter="temporal_extent",
-        )
-    return start, end
-
-
 def load_collection(
     id: str,
     spatial_extent: Mapping[str, Any] | None = None,
@@ -122,7 +76,7 @@ def load_collection(
     """Local collections: ``DEMO_S2`` (the embedded demo cube) and any registered path or cube."""
     import rioxarray  # noqa: F401
 
-    cube = _open_collection(id)
+    cube = open_collection(id)
     if bands is not None:
         labels = [normalize_band_label(b) for b in bands]
         have = [str(b) for b in cube["bands"].values]
@@ -147,7 +101,7 @@ def load_collection(
             keep &= times < end  # end is exclusive
         cube = cube.isel(t=np.flatnonzero(keep))
     if spatial_extent is not None:
-        west, south, east, north = _bbox_in_crs(spatial_extent, cube)
+        west, south, east, north = bbox_in_crs(spatial_extent, cube.rio.crs)
         ys = cube["y"].values
         ysel = slice(north, south) if ys[0] > ys[-1] else slice(south, north)
         cube = cube.sel(x=slice(west, east), y=ysel)
@@ -165,6 +119,14 @@ _FORMATS = {
     "GTIFF": ".tif",
     "GEOTIFF": ".tif",
     "JSON": ".json",
+}
+_MEDIA_TYPES = {
+    "ZARR": ZARR,
+    "NETCDF": NETCDF,
+    "NC": NETCDF,
+    "GTIFF": GEOTIFF,
+    "GEOTIFF": GEOTIFF,
+    "JSON": JSON,
 }
 
 
@@ -189,6 +151,7 @@ def save_result(
     name = str(options.get("filename", f"result{len(run.saved) or ''}")) + _FORMATS[fmt]
     target = current_policy().check_write(out_dir / name, what="save_result")
     overwrite = bool(options.get("overwrite", False))
+    described = data  # what the file holds, for its STAC item
     if fmt == "ZARR":
         write_zarr(data, target, overwrite=overwrite)
     elif fmt in ("NETCDF", "NC"):
@@ -210,13 +173,16 @@ def save_result(
                 parameter="format",
                 reason=f"GTiff holds one raster; reduce the dimensions {extra} first (or use ZARR / netCDF).",
             )
+        described = cube.squeeze(extra)  # the date stays, as a scalar coordinate
         cube = cube.squeeze(extra, drop=True)
         cube.attrs = clean_attrs(cube.attrs)
         if "bands" in cube.dims:
             cube = cube.rename(bands="band").transpose("band", "y", "x")
         with atomic_path(target, overwrite=overwrite) as tmp:
             cube.rio.to_raster(tmp, driver="GTiff")
-    item = _stac_item(data, target, fmt)
+    item = cube_item(
+        described, item_id=target.stem, href=str(target), media_type=_MEDIA_TYPES[fmt]
+    ).to_dict()
     run.saved.append(item)
     return item
 
@@ -251,57 +217,6 @@ def _json_value(data: Any) -> Any:
         return v
 
     return plain(value)
-
-
-def _stac_item(data: xr.DataArray, target: Path, fmt: str) -> dict[str, Any]:
-    import pystac
-    from pystac.extensions.projection import ProjectionExtension
-
-    times = pd.DatetimeIndex(data["t"].values) if "t" in getattr(data, "dims", ()) else None
-    start = times.min().to_pydatetime() if times is not None else None
-    end = times.max().to_pydatetime() if times is not None else None
-    item = pystac.Item(
-        id=target.stem,
-        geometry=None,
-        bbox=None,
-        datetime=None if times is not None else pd.Timestamp.now(tz="UTC").to_pydatetime(),
-        properties={},
-        start_datetime=start,
-        end_datetime=end,
-    )
-    media = {
-        "ZARR": "application/vnd+zarr",
-        "GTIFF": pystac.MediaType.COG,
-        "GEOTIFF": pystac.MediaType.COG,
-        "JSON": pystac.MediaType.JSON,
-    }
-    item.add_asset(
-        "data",
-        pystac.Asset(
-            href=str(target), media_type=media.get(fmt, "application/netcdf"), roles=["data"]
-        ),
-    )
-    crs = data.rio.crs if isinstance(data, xr.DataArray) and hasattr(data, "rio") else None
-    if crs is not None and crs.to_epsg() is not None:
-        ProjectionExtension.add_to(item)
-        ProjectionExtension.ext(item).epsg = crs.to_epsg()
-    return item.to_dict()
-
-
-def overrides() -> list[Process]:
-    from . import neighborhood, stac, udf
-
-    return [
-        Process("load_collection", _spec("load_collection"), load_collection),
-        Process("save_result", _spec("save_result"), save_result),
-        Process("apply_neighborhood", neighborhood.SPEC, neighborhood.apply_neighborhood),
-        Process("apply_dimension", _spec("apply_dimension"), udf.apply_dimension),
-        Process("reduce_dimension", _spec("reduce_dimension"), udf.reduce_dimension),
-        Process("run_udf", _spec("run_udf"), udf.run_udf),
-        Process("array_create", _spec("array_create"), array_create, upstream=True),
-        Process("array_contains", _spec("array_contains"), array_contains, upstream=True),
-        stac.PROCESS,
-    ]
 
 
 def array_create(data: Sequence[Any] | None = None, repeat: int = 1, axis: int | None = None):

@@ -1,24 +1,24 @@
-"""The process registry of the local executor.
+"""The process registry of the local executor, and the one place that assembles it.
 
 Three layers, later ones win: every process of openeo-processes-dask with its spec, our fixes
-and additions (``load_collection``, ``save_result``, …, in :mod:`.processes`), and the
-deepfeatures processes (also under the namespace ``deepfeatures``).
+and additions (``load_collection``, ``save_result`` in :mod:`.processes`, ``load_stac``,
+``apply_neighborhood``, ``run_udf``, …), and the deepfeatures processes (also under the
+namespace ``deepfeatures``). The modules implementing processes know nothing of the registry.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from .. import processes as ours
 from ..errors import ProcessUnsupported
+from .specs import spec_file, upstream_spec
 
 __all__ = ["Process", "Registry", "default_registry"]
 
@@ -61,15 +61,40 @@ def _upstream() -> dict[str, Process]:
         module = importlib.import_module(f"{impl.__name__}.{module_name}")
         for name in module.__all__:
             members.setdefault(name, getattr(module, name))
-    specs_dir = resources.files("openeo_processes_dask.specs").joinpath("openeo-processes")
     found: dict[str, Process] = {}
     for name, func in sorted(members.items()):
         pid = name[1:] if name.startswith("_") and not name.startswith("__") else name
-        spec_file = specs_dir.joinpath(f"{pid}.json")
-        if not spec_file.is_file():
-            continue
-        found[pid] = Process(pid, json.loads(spec_file.read_text("utf-8")), func, upstream=True)
+        if spec_file(pid).is_file():
+            found[pid] = Process(pid, upstream_spec(pid), func, upstream=True)
     return found
+
+
+def _overrides() -> list[Process]:
+    """Our implementations, replacing upstream's or filling its gaps."""
+    # imported here: `import openeo_deepfeatures.local` stays free of pystac, openeo.udf, ...
+    from . import neighborhood, processes, stac, udf
+
+    return [
+        Process("load_collection", upstream_spec("load_collection"), processes.load_collection),
+        Process("save_result", upstream_spec("save_result"), processes.save_result),
+        Process("apply_neighborhood", neighborhood.SPEC, neighborhood.apply_neighborhood),
+        Process("apply_dimension", upstream_spec("apply_dimension"), udf.apply_dimension),
+        Process("reduce_dimension", upstream_spec("reduce_dimension"), udf.reduce_dimension),
+        Process("run_udf", upstream_spec("run_udf"), udf.run_udf),
+        Process(
+            "array_create",
+            upstream_spec("array_create"),
+            processes.array_create,
+            upstream=True,
+        ),
+        Process(
+            "array_contains",
+            upstream_spec("array_contains"),
+            processes.array_contains,
+            upstream=True,
+        ),
+        Process("load_stac", stac.SPEC, stac.load_stac),
+    ]
 
 
 class Registry:
@@ -110,12 +135,10 @@ class Registry:
 
 def default_registry() -> Registry:
     """Upstream processes, our fixes and additions, and the deepfeatures processes."""
-    from . import processes as fixes
-
     registry = Registry()
     for process in _upstream().values():
         registry.add(process)
-    for process in fixes.overrides():
+    for process in _overrides():
         registry.add(process)
     for pid in ours.PROCESS_IDS:
         spec, func = ours.get_spec(pid), ours.get_implementation(pid)

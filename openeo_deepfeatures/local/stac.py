@@ -17,7 +17,6 @@ The result is a lazy (dask) ``(t, bands, y, x)`` DataArray with the CRS of the d
 
 from __future__ import annotations
 
-import copy
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,10 +39,10 @@ from ..errors import (
 )
 from ..policy import ExecutionPolicy, current_policy
 from ..sentinel2 import canonical_cube, normalize_band_label
-from .processes import _bbox_in_crs, _spec, temporal_bounds, utc
-from .registry import Process
+from .extents import bbox_in_crs, temporal_bounds, utc
+from .specs import upstream_spec
 
-__all__ = ["PROCESS", "load_stac"]
+__all__ = ["SPEC", "load_stac"]
 
 _ID = "load_stac"
 _TIMEOUT_S = 60
@@ -281,7 +280,7 @@ def _api_search(
         api_io = _api_io(current_policy())
         search = Client.open(root_href, timeout=_TIMEOUT_S, stac_io=api_io).search(
             collections=[collection.id],
-            bbox=_lonlat_bounds(area) if area is not None else None,
+            bbox=bbox_in_crs(area.bbox, 4326) if area is not None else None,
             datetime=[_iso(start), _iso(end)] if window is not None else None,
         )
         return list(search.items())
@@ -346,17 +345,6 @@ def _area(extent: Any) -> _Area | None:
     return _Area(box, tuple(geoms))
 
 
-def _lonlat_bounds(area: _Area) -> tuple[float, float, float, float]:
-    from pyproj import CRS, Transformer
-
-    west, south, east, north = (float(area.bbox[k]) for k in ("west", "south", "east", "north"))
-    src = CRS.from_user_input(area.bbox["crs"])
-    if src != CRS.from_epsg(4326):
-        tr = Transformer.from_crs(src, 4326, always_xy=True)
-        west, south, east, north = tr.transform_bounds(west, south, east, north, densify_pts=21)
-    return west, south, east, north
-
-
 def _item_times(item: pystac.Item) -> tuple[pd.Timestamp, pd.Timestamp]:
     props = item.properties
     start = props.get("start_datetime") or props.get("datetime")
@@ -375,7 +363,7 @@ def _select_items(
     if not items:
         raise NoDataAvailable(reason=f"{str(url)!r} holds no STAC items.")
     conditions = {k: _condition(k, v) for k, v in (properties or {}).items()}
-    lonlat = _lonlat_bounds(area) if area is not None else None
+    lonlat = bbox_in_crs(area.bbox, 4326) if area is not None else None
     kept = []
     for item in items:
         if window is not None:
@@ -401,23 +389,17 @@ def _select_items(
 
 
 def _condition(key: str, condition: Any) -> Callable[[Any], bool]:
-    """A ``properties`` condition as ``value -> bool``, evaluated by this executor."""
-    from .evaluate import Callback, Context, Scope
-    from .graph import check_nodes
-    from .registry import default_registry
+    """A ``properties`` condition as ``value -> bool``.
 
-    if isinstance(condition, Mapping) and "process_graph" in condition:
-        graph = check_nodes(condition["process_graph"])
-        context = Context(registry=default_registry(), policy=current_policy())
-        condition = Callback(graph, Scope({}), context)
-    if isinstance(condition, Callback):
-        callback = condition
-        return lambda value: _is_true(callback(named_parameters={"value": value}))
-    if callable(condition):
-        return lambda value: _is_true(condition(value))
-    raise _invalid(
-        "properties", f"the condition for {key!r} must be a process graph, got {condition!r}."
-    )
+    The executor hands each condition's process graph over as a callback with the openEO
+    calling convention (its parameter ``value`` passed as ``named_parameters``)."""
+    if not callable(condition):
+        raise _invalid(
+            "properties",
+            f"the condition for {key!r} must be a process graph run by the executor (run_process_graph), "
+            f"got {condition!r}.",
+        )
+    return lambda value: _is_true(condition(named_parameters={"value": value}))
 
 
 def _is_true(value: Any) -> bool:
@@ -776,7 +758,7 @@ def _crop(cube: xr.DataArray, area: _Area | None, window: _Window | None, url: A
             keep &= times < end
         cube = cube.isel(t=np.flatnonzero(keep))
     if area is not None:
-        west, south, east, north = _bbox_in_crs(area.bbox, cube)
+        west, south, east, north = bbox_in_crs(area.bbox, cube.rio.crs)
         ys = cube["y"].values
         cube = cube.sel(
             x=slice(west, east), y=slice(north, south) if ys[0] > ys[-1] else slice(south, north)
@@ -797,7 +779,7 @@ def _crop(cube: xr.DataArray, area: _Area | None, window: _Window | None, url: A
 
 def _local_spec() -> dict[str, Any]:
     """The openEO spec, with ``url`` also accepting local paths and ``file://`` URLs."""
-    spec = copy.deepcopy(_spec(_ID))
+    spec = upstream_spec(_ID)
     for param in spec["parameters"]:
         if param["name"] == "spatial_extent" and not any(
             s.get("subtype") == "geojson" for s in param["schema"]
@@ -812,4 +794,5 @@ def _local_spec() -> dict[str, Any]:
     return spec
 
 
-PROCESS = Process(_ID, _local_spec(), load_stac)
+#: ``load_stac``'s spec for this executor
+SPEC = _local_spec()

@@ -93,13 +93,13 @@ class Catalog:
             return self._metadata[collection_id]
 
     def _open(self, collection_id: str) -> xr.DataArray:
-        from ..local.processes import RunSettings, _open_collection, settings
+        from ..local.processes import RunSettings, open_collection, settings
         from .execute import RUN_LOCK
 
         token = settings.set(RunSettings(self.collections()))
         try:
             with RUN_LOCK:  # netCDF-C/HDF5 are not thread-safe (see .execute)
-                return _open_collection(collection_id)
+                return open_collection(collection_id)
         finally:
             settings.reset(token)
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from openeo_deepfeatures.cli import build_parser
-from openeo_deepfeatures.downstream.cli import add_parser
-from openeo_deepfeatures.encoder.train import load_config
+from openeo_deepfeatures.training import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TUTORIAL = ROOT / "docs" / "tutorial.md"
@@ -26,10 +25,6 @@ def _commands() -> list[list[str]]:
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    if argv[0] == "evaluate":  # also before the command is wired into `deepfeatures`
-        parser = argparse.ArgumentParser(prog="deepfeatures", exit_on_error=False)
-        add_parser(parser.add_subparsers(dest="command", required=True))
-        return parser.parse_args(argv)
     return build_parser().parse_args(argv)
 
 

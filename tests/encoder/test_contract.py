@@ -50,7 +50,7 @@ def test_import_without_torch():
     code = (
         "import sys\n"
         "import openeo_deepfeatures.encoder, openeo_deepfeatures.encoder.contract\n"
-        "import openeo_deepfeatures.encoder.train, openeo_deepfeatures.encoder.export\n"
+        "import openeo_deepfeatures.training, openeo_deepfeatures.training.onnx_export\n"
         "import openeo_deepfeatures.stac\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "assert 'onnx' not in sys.modules, 'onnx was imported'\n"

@@ -1,8 +1,6 @@
-"""Inference: sessions and providers, dense tiling vs one whole-cube pass, patch windows vs a loop."""
+"""Inference: providers, dense tiling vs one whole-cube pass, patch windows vs a loop."""
 
 from __future__ import annotations
-
-import logging
 
 import dask
 import dask.array as da
@@ -16,21 +14,14 @@ from onnx import TensorProto, helper
 
 from openeo_deepfeatures.encoder import inference as inf
 from openeo_deepfeatures.encoder import load_encoder, time_inputs
-from openeo_deepfeatures.encoder.export import export
-from openeo_deepfeatures.encoder.inference import (
-    CPU,
-    CUDA,
-    clear_session_cache,
-    dense_features,
-    embed,
-    get_session,
-    resolve_providers,
-)
+from openeo_deepfeatures.encoder.inference import dense_features, embed
+from openeo_deepfeatures.encoder.loader import CPU
 from openeo_deepfeatures.errors import (
     BandMissing,
     DimensionNotAvailable,
     ProcessParameterInvalid,
 )
+from openeo_deepfeatures.training import export
 
 TOL = 1e-5
 
@@ -362,50 +353,6 @@ def test_unavailable_provider(dense, cube):
     assert all(p in str(err.value) for p in available)
     with pytest.raises(ProcessParameterInvalid, match="NoSuchExecutionProvider"):
         embed(cube, dense, providers="NoSuchExecutionProvider")
-
-
-# --------------------------------------------------------------------------- sessions
-
-
-def test_automatic_providers(monkeypatch, caplog):
-    real = ort.get_available_providers()
-    with caplog.at_level(logging.INFO, logger=inf.__name__):
-        chosen = resolve_providers()
-    assert chosen == ((CUDA, CPU) if CUDA in real else (CPU,))
-    assert "onnxruntime providers" in caplog.text
-    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
-    assert resolve_providers() == (CUDA, CPU)
-    monkeypatch.setattr(ort, "get_available_providers", lambda: [CPU])
-    assert resolve_providers() == (CPU,)
-    assert resolve_providers([CPU, CPU]) == (CPU,)
-
-
-def test_session_cache(dense, tmp_path):
-    clear_session_cache()
-    one = get_session(dense.path, dense.sha256, [CPU], 1)
-    assert get_session(str(dense.path), dense.sha256, (CPU,), 1) is one
-    assert get_session(dense.path, dense.sha256, [CPU], 2) is not one
-    assert one.get_providers() == [CPU]
-    copy = tmp_path / "copy.onnx"
-    copy.write_bytes(dense.path.read_bytes())
-    with pytest.raises(ProcessParameterInvalid, match="changed after it was loaded"):
-        get_session(copy, "0" * 64, [CPU], 1)
-
-
-def test_session_falls_back_with_a_log_line(dense, monkeypatch, caplog):
-    """Automatic choice: CUDA offered but not usable -> CPU session and a log line."""
-    if CUDA in ort.get_available_providers():
-        pytest.skip("this machine has a usable CUDA provider")
-    clear_session_cache()
-    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
-    with (
-        caplog.at_level(logging.WARNING, logger=inf.__name__),
-        pytest.warns(UserWarning, match="CUDAExecutionProvider"),  # from onnxruntime
-    ):
-        session = get_session(dense.path, dense.sha256)
-    assert session.get_providers() == [CPU]
-    assert "could not start CUDAExecutionProvider" in caplog.text
-    clear_session_cache()
 
 
 def test_dask_graph_is_lazy(dense, cube, monkeypatch):

@@ -37,7 +37,7 @@ from openeo_deepfeatures.errors import (
     ProcessParameterInvalid,
 )
 from openeo_deepfeatures.local import default_registry, run_process_graph
-from openeo_deepfeatures.local.stac import PROCESS, load_stac
+from openeo_deepfeatures.local.stac import SPEC, load_stac
 
 from ..conftest import tmp_policy
 
@@ -174,7 +174,7 @@ def assert_same_grid(cube, reference):
 
 def test_registered_with_a_spec_that_admits_local_paths():
     process = default_registry().get("load_stac")
-    assert process is PROCESS and process.implementation is load_stac
+    assert process.spec is SPEC and process.implementation is load_stac
     url = next(p for p in process.spec["parameters"] if p["name"] == "url")
     assert "pattern" not in url["schema"]  # upstream's ^https?:// would refuse local files
     assert [p["name"] for p in process.spec["parameters"]] == [
@@ -342,10 +342,13 @@ def test_properties_conditions_evaluated_by_the_executor(cog_collection, demo):
     )
     np.testing.assert_array_equal(both["t"].values, demo["t"].values[[1]])
     # item 2 has no platform: left out, not an error
-    a = load_stac(str(cog_collection), properties={"platform": condition("eq", y="sentinel-2a")})
+    a = run_load(url=str(cog_collection), properties={"platform": condition("eq", y="sentinel-2a")})
     np.testing.assert_array_equal(a["t"].values, demo["t"].values[[0]])
     with pytest.raises(NoDataAvailable):
         run_load(url=str(cog_collection), properties={"eo:cloud_cover": condition("gt", y=90)})
+    # outside the executor a process graph is data, not a condition: said so, not ignored
+    with pytest.raises(ProcessParameterInvalid, match="run by the executor"):
+        load_stac(str(cog_collection), properties={"platform": condition("eq", y="sentinel-2a")})
 
 
 def test_multiband_asset_with_eo_bands_and_common_names(multiband_item, demo):

@@ -15,7 +15,9 @@ import openeo_deepfeatures as odf
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "webeditor" / "jsclient_check.mjs"
-INSTALL_HINT = "run `npm ci --prefix webeditor` (needs Node.js >= 18 and npm)"
+INSTALL_HINT = (
+    "run `bash scripts/setup_test_tools.sh` (npm ci --prefix webeditor; needs Node.js >= 18)"
+)
 
 
 @pytest.fixture(scope="module")

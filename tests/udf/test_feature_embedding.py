@@ -184,9 +184,7 @@ def test_overlap_smaller_than_the_receptive_field_is_refused(small, context, ove
 @pytest.fixture(scope="module")
 def patch_model(si, tmp_path_factory) -> Path:
     """A small DeepFeatures-layout patch model, trained briefly on real patches and exported."""
-    from openeo_deepfeatures.encoder.export import export
-    from openeo_deepfeatures.encoder.train import train
-    from openeo_deepfeatures.encoder.training_cube import make_training_cube
+    from openeo_deepfeatures.training import export, make_training_cube, train
 
     root = tmp_path_factory.mktemp("patch")
     cube = si.sel(bands=["NDVI", "NDMI", "NDWI", "EVI", "kNDVI"])

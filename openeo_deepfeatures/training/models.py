@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ProcessParameterInvalid
+from .config import model_defaults
 
 __all__ = [
     "DEFAULTS",
@@ -43,26 +44,9 @@ __all__ = [
 
 _LOG_YEAR = math.log1p(365.0)
 
-#: Hyper-parameters of each family and their defaults (the ``[model]`` table of a config).
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "dense": {
-        "latent": 6,
-        "width": 32,
-        "spatial_dilations": [1, 2, 3, 2],
-        "temporal_dilations": [1, 1, 1, 1],
-        "fill_window": 5,
-        "decoder_width": 32,
-        "latent_activation": "none",
-    },
-    "patch": {
-        "latent": 6,
-        "width": 32,
-        "heads": 4,
-        "layers": 2,
-        "patch_size": [11, 15, 15],
-        "latent_activation": "softplus",
-    },
-}
+#: Hyper-parameters of each family and their defaults (the ``[model]`` table of a config, as
+#: ``config.schema.json`` defines it).
+DEFAULTS: dict[str, dict[str, Any]] = model_defaults()
 
 
 def time_features(day: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:

@@ -13,20 +13,19 @@ import pandas as pd
 import pytest
 import rioxarray  # noqa: F401
 
+from openeo_deepfeatures.cli.evaluate import add_parsers
 from openeo_deepfeatures.data import demo_path, load_demo_cube
-from openeo_deepfeatures.downstream.cli import add_parser
 from openeo_deepfeatures.downstream.report import FILES
 from openeo_deepfeatures.errors import ProcessParameterInvalid
 from openeo_deepfeatures.io import write_zarr
-
-from . import YEAR, demo_2018
+from tests.downstream import YEAR, demo_2018
 
 QUICK = ["--models", "ridge", "--statistics", "mean", "q50", "--folds", "3", "--threads", "1", "-q"]
 
 
 def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="deepfeatures")
-    add_parser(parser.add_subparsers(dest="command", required=True))
+    add_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["evaluate", *argv])
     return args.func(args)
 
@@ -83,10 +82,10 @@ def test_command_line_without_scikit_learn():
         """
         import argparse, sys
         sys.modules["sklearn"] = None  # as if it were not installed
-        from openeo_deepfeatures.downstream.cli import add_parser
+        from openeo_deepfeatures.cli.evaluate import add_parsers
         from openeo_deepfeatures.errors import FeatureUnsupported
         parser = argparse.ArgumentParser()
-        add_parser(parser.add_subparsers(dest="command"))
+        add_parsers(parser.add_subparsers(dest="command"))
         args = parser.parse_args(["evaluate"])
         try:
             args.func(args)

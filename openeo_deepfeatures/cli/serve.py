@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "main"]
+__all__ = ["add_parsers"]
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``serve`` to an ``argparse`` subparsers object; its ``func`` is :func:`main`."""
+def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
+    """``deepfeatures serve``."""
     p = subparsers.add_parser(
         "serve",
         help="a local openEO API 1.2 backend (Web Editor, openeo.connect); needs the `server` extra",
@@ -41,11 +41,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--allow-udf", action="store_true", help="let graphs run Python UDFs")
     p.add_argument("--token", help="the user's token (default: generated and printed)")
-    p.set_defaults(func=main)
+    p.set_defaults(func=_cmd_serve)
     return p
 
 
-def main(args: argparse.Namespace) -> int:
+def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
     except ImportError:
@@ -54,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from . import ServerConfig, create_app
+    from ..server import ServerConfig, create_app
 
     kwargs: dict[str, Any] = {"token": args.token} if args.token else {}
     config = ServerConfig(

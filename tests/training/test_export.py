@@ -12,12 +12,13 @@ import torch
 from pystac.extensions.file import FileExtension
 from pystac.extensions.mlm import MLMExtension
 
+from openeo_deepfeatures.cli.training import add_export
 from openeo_deepfeatures.encoder import load_encoder, sha256_file, time_inputs
-from openeo_deepfeatures.encoder.export import add_cli, export, random_inputs
-from openeo_deepfeatures.encoder.models import build_model
-from openeo_deepfeatures.encoder.train import load_checkpoint
 from openeo_deepfeatures.errors import ProcessParameterInvalid
 from openeo_deepfeatures.stac import read_item
+from openeo_deepfeatures.training import export, load_checkpoint
+from openeo_deepfeatures.training.models import build_model
+from openeo_deepfeatures.training.onnx_export import random_inputs
 
 TOLERANCE = 1e-4
 
@@ -182,7 +183,7 @@ def test_export_refuses_bad_input_and_existing_files(dense_export, dense_run, tm
 
 def test_cli(patch_run, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="deepfeatures")
-    add_cli(parser.add_subparsers(dest="command"))
+    add_export(parser.add_subparsers(dest="command"))
     target = tmp_path / "model.onnx"
     args = parser.parse_args(["export", str(patch_run.checkpoint), "-o", str(target)])
     assert args.func(args) == 0

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from openeo_deepfeatures.encoder.models import DEFAULTS, DenseEncoder, PatchEncoder, build_model
 from openeo_deepfeatures.errors import ProcessParameterInvalid
+from openeo_deepfeatures.training.models import DEFAULTS, DenseEncoder, PatchEncoder, build_model
 
 
 def inputs(n, t, c, h, w, *, seed=0, dtype=torch.float64, missing=0.3):

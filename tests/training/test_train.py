@@ -10,18 +10,23 @@ import numpy as np
 import pytest
 import torch
 
-from openeo_deepfeatures.encoder.train import (
-    CHECKPOINT,
-    METRICS,
-    add_cli,
+from openeo_deepfeatures.cli.training import add_train
+from openeo_deepfeatures.errors import ProcessParameterInvalid
+from openeo_deepfeatures.training import (
     load_checkpoint,
     load_config,
+    make_training_cube,
+    models,
+    open_training_cube,
     train,
+    training_cube_provenance,
 )
-from openeo_deepfeatures.encoder.training_cube import make_training_cube, open_training_cube
-from openeo_deepfeatures.errors import ProcessParameterInvalid
+from openeo_deepfeatures.training.checkpoint import CHECKPOINT, METRICS
+from openeo_deepfeatures.training.config import config_schema, config_sha256, model_defaults
 
-from .conftest import SI_CHANNELS, tiny_config
+from .fixtures import SI_CHANNELS, tiny_config
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def same_weights(a: dict, b: dict) -> bool:
@@ -45,8 +50,6 @@ def test_dense_run_outputs(dense_run, tile_cube):
     assert 2 * contract.spatial_radius + 1 >= 15 and contract.temporal_window >= 11
     training = contract.training
     ds = open_training_cube(tile_cube)
-    from openeo_deepfeatures.encoder.training_cube import training_cube_provenance
-
     assert training["data_sha256"] == training_cube_provenance(ds)["content_sha256"]
     assert len(training["config_sha256"]) == 64 and training["seed"] == 0
     assert training["samples"]["train"] == int((ds["split"].values == "train").sum())
@@ -128,30 +131,42 @@ def test_channel_subset(tile_cube, tmp_path):
 @pytest.mark.parametrize(
     ("change", "key", "message"),
     [
-        ({"train": {"lr": 0.1}}, "train.lr", "unknown key"),
+        ({"train": {"lr": 0.1}}, "train.lr", "unknown key; known keys: .*'learning_rate'"),
         ({"trian": {}}, "trian", "unknown table"),
-        ({"train": {"batch_size": 0}}, "train.batch_size", "integer >= 1"),
-        ({"train": {"epochs": True}}, "train.epochs", "integer >= 1"),
-        ({"train": {"learning_rate": -1}}, "train.learning_rate", "number > 0"),
-        ({"train": {"input_dropout": 1.5}}, "train.input_dropout", "<= 0.9"),
+        ({"train": 5}, "train", "not of type 'object'"),
+        ({"train": {"batch_size": 0}}, "train.batch_size", "less than the minimum of 1"),
+        ({"train": {"epochs": True}}, "train.epochs", "not of type 'integer'"),
+        ({"train": {"epochs": 2.0}}, "train.epochs", "not of type 'integer'"),
+        ({"train": {"learning_rate": -1}}, "train.learning_rate", "less than or equal to"),
+        ({"train": {"learning_rate": float("nan")}}, "train.learning_rate", "not of type"),
+        ({"train": {"input_dropout": 1.5}}, "train.input_dropout", "maximum of 0.9"),
         ({"train": {"device": "tpu"}}, "train.device", "one of"),
         ({"normalisation": {"quantiles": [0.9, 0.1]}}, "normalisation.quantiles", "increasing"),
+        ({"normalisation": {"quantiles": [0.1, 1.5]}}, "normalisation.quantiles", "maximum of 1"),
         ({"model": {"family": "lstm"}}, "model.family", "one of"),
         ({"model": {"heads": 4}}, "model.heads", "unknown key for a dense model"),
-        ({"model": {"fill_window": 4}}, "model.fill_window", "odd integer"),
-        ({"model": {"latent": 0}}, "model.latent", "integer >= 1"),
+        ({"model": {"family": "patch", "fill_window": 3}}, "model.fill_window", "patch model"),
+        ({"model": {"fill_window": 4}}, "model.fill_window", "not an odd integer"),
+        ({"model": {"latent": 0}}, "model.latent", "less than the minimum of 1"),
         ({"model": {"temporal_dilations": [1]}}, "model.temporal_dilations", "as many entries"),
         ({"model": {"family": "patch", "width": 10, "heads": 4}}, "model.heads", "divide"),
-        ({"model": {"family": "patch", "patch_size": [11, 15]}}, "model.patch_size", "list of 3"),
+        ({"model": {"family": "patch", "patch_size": [11, 15]}}, "model.patch_size", "too short"),
+        ({"model": {"family": "patch", "patch_size": [11, 14, 14]}}, "model.patch_size", "odd"),
+        ({"model": {"family": "patch", "patch_size": [11, 15, 13]}}, "model.patch_size", "square"),
         ({"output": {"name": "9 lives"}}, "output.name", "start with a letter"),
-        ({"data": {"channels": ["NDVI", "NDVI"]}}, "data.channels", "duplicates"),
+        ({"data": {"channels": ["NDVI", "NDVI"]}}, "data.channels", "non-unique"),
+        ({"data": {"channels": []}}, "data.channels", "non-empty"),
     ],
 )
 def test_bad_configs_name_the_key(change, key, message, tmp_path):
     config = {"data": {"cube": "c.zarr"}, "output": {"dir": "out"}}
     for section, values in change.items():
-        config[section] = {**config.get(section, {}), **values}
-    with pytest.raises(ProcessParameterInvalid, match=f"parameter '{key}'.*{message}"):
+        config[section] = (
+            {**config.get(section, {}), **values} if isinstance(values, dict) else values
+        )
+    with pytest.raises(
+        ProcessParameterInvalid, match=f"parameter '{key}' in process 'train'.*{message}"
+    ):
         load_config(config)
 
 
@@ -160,6 +175,37 @@ def test_missing_required_keys():
         load_config({"output": {"dir": "x"}})
     with pytest.raises(ProcessParameterInvalid, match=r"'output.dir'.*is required"):
         load_config({"data": {"cube": "x"}})
+    with pytest.raises(ProcessParameterInvalid, match=r"'output.dir'.*is required"):
+        load_config({"data": {"cube": "x"}, "output": {"name": "run"}})
+
+
+def test_defaults_come_from_the_schema():
+    """Every default is the schema's; the model defaults are those of the chosen family."""
+    schema = config_schema()
+    config = load_config({"data": {"cube": "c"}, "output": {"dir": "o"}})
+    for section in ("normalisation", "train"):
+        properties = schema["properties"][section]["properties"]
+        assert config[section] == {k: v["default"] for k, v in properties.items()}
+    assert config["model"] == {"family": "dense", **model_defaults()["dense"]}
+    assert model_defaults()["patch"]["patch_size"] == [11, 15, 15]
+    patch = load_config(
+        {"data": {"cube": "c"}, "output": {"dir": "o"}, "model": {"family": "patch"}}
+    )
+    assert patch["model"] == {"family": "patch", **model_defaults()["patch"]}
+    assert patch["output"]["name"] == "deepfeatures-patch"
+    assert model_defaults() == models.DEFAULTS
+
+
+@pytest.mark.parametrize(
+    ("config", "stac_item"),
+    [("default_dense.toml", "default.stac.json"), ("s2_10m_dense.toml", "s2_10m.stac.json")],
+)
+def test_shipped_models_configs_hash_as_recorded(config, stac_item):
+    """The configs in configs/ read to the very settings the shipped models were trained with
+    (their contracts record the config's sha256)."""
+    cfg = load_config(ROOT / "configs" / config)
+    item = json.loads((ROOT / "openeo_deepfeatures" / "data" / "encoder" / stac_item).read_text())
+    assert config_sha256(cfg) == item["properties"]["deepfeatures:training"]["config_sha256"]
 
 
 def test_config_file_paths_are_relative_to_it(tmp_path):
@@ -201,7 +247,7 @@ def test_data_problems(demo_si, tile_cube, tmp_path):
 
 def test_cli(tile_cube, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="deepfeatures")
-    add_cli(parser.add_subparsers(dest="command"))
+    add_train(parser.add_subparsers(dest="command"))
     config = tmp_path / "config.toml"
     config.write_text(
         f'[data]\ncube = "{tile_cube.as_posix()}"\n'

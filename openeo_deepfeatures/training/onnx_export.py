@@ -10,25 +10,22 @@ recorded in the contract (``training.export.parity_max_abs_diff``).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
-import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from ..encoder.contract import EncoderContract, sha256_file, stac_item_path
 from ..errors import FeatureUnsupported, OpenEOError, ProcessParameterInvalid
 from ..io import atomic_path
-from .contract import EncoderContract, sha256_file, stac_item_path
 
-__all__ = ["OPSET", "ExportResult", "add_cli", "export", "random_inputs"]
+__all__ = ["OPSET", "ExportResult", "export", "random_inputs"]
 
 OPSET = 18
 PROCESS = "export"
@@ -57,7 +54,7 @@ def random_inputs(
     gaps = rng.integers(1, 30, size=(n, t)).astype(np.float64)
     gaps[:, 0] = 0
     days = 17000 + rng.integers(0, 3000, size=(n, 1)) + np.cumsum(gaps, axis=1)
-    from .contract import time_inputs
+    from ..encoder.contract import time_inputs
 
     day, doy = time_inputs(days)
     return {"x": x, "valid": valid, "day": day, "doy": doy}
@@ -159,8 +156,8 @@ def export(
             reason=f"export needs {exc.name}: pip install 'openeo-deepfeatures[train]'."
         ) from None
     from ..stac import write_item
+    from .checkpoint import load_checkpoint
     from .models import build_model
-    from .train import load_checkpoint
 
     if weights not in ("best", "last"):
         raise ProcessParameterInvalid(
@@ -221,33 +218,3 @@ def export(
     return ExportResult(
         path=out_path, stac_item=item_path, sha256=digest, contract=contract, max_abs_diff=diff
     )
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    result = export(args.checkpoint, args.output, overwrite=args.overwrite, weights=args.weights)
-    if not args.quiet:
-        size = result.path.stat().st_size
-        print(
-            f"wrote {result.path} ({size / 1024:.0f} KiB, sha256 {result.sha256}; "
-            f"onnxruntime vs torch max |diff| {result.max_abs_diff:.2e}) and {result.stac_item}",
-            file=sys.stderr,
-        )
-    return 0
-
-
-def add_cli(subparsers: Any) -> argparse.ArgumentParser:
-    """``deepfeatures export CHECKPOINT -o model.onnx``."""
-    p = subparsers.add_parser(
-        "export",
-        help="export a trained encoder to ONNX with its contract and a STAC MLM item",
-        description=(__doc__ or "").split("\n\n")[0],
-    )
-    p.add_argument("checkpoint", help="checkpoint.pt written by `deepfeatures train`")
-    p.add_argument("-o", "--output", required=True, help="output .onnx file")
-    p.add_argument(
-        "--weights", choices=("best", "last"), default="best", help="which weights (default best)"
-    )
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(func=_cmd_export)
-    return p

@@ -14,15 +14,8 @@ import xarray as xr
 import zarr
 
 import openeo_deepfeatures as odf
+from openeo_deepfeatures.cli.training import add_training_cube
 from openeo_deepfeatures.data import demo_path
-from openeo_deepfeatures.encoder import training_cube as tc
-from openeo_deepfeatures.encoder.training_cube import (
-    add_cli,
-    make_training_cube,
-    open_training_cube,
-    training_cube_provenance,
-    training_cube_sha256,
-)
 from openeo_deepfeatures.errors import (
     BandMissing,
     DimensionNotAvailable,
@@ -30,6 +23,15 @@ from openeo_deepfeatures.errors import (
     ProcessParameterInvalid,
 )
 from openeo_deepfeatures.io import write_zarr
+from openeo_deepfeatures.training import cube as tc
+from openeo_deepfeatures.training import (
+    cube_source,
+    make_training_cube,
+    open_training_cube,
+    training_cube_provenance,
+    training_cube_sha256,
+)
+from openeo_deepfeatures.training.cube_source import Cutter
 
 CHANNELS = ["NDVI", "EVI", "NDWI"]
 DEMO_INDICES = ["NDVI", "EVI", "NDWI", "NDMI", "kNDVI"]
@@ -100,8 +102,8 @@ def test_tile_samples_equal_source_slices(tmp_path, lazy, monkeypatch):
     cube = si_cube()
     source = cube.values.copy()
     if lazy:
-        monkeypatch.setattr(tc, "IN_MEMORY_BYTES", 0)  # force the streaming path
-        monkeypatch.setattr(tc, "REGION_BYTES", 3 * 10 * 10 * 4 * 6)  # 6 dates per region
+        monkeypatch.setattr(cube_source, "IN_MEMORY_BYTES", 0)  # force the streaming path
+        monkeypatch.setattr(cube_source, "REGION_BYTES", 3 * 10 * 10 * 4 * 6)  # 6 dates per region
         cube = cube.chunk({"t": 5, "y": 7, "x": 9})
     size = (4, 6, 6)
     out = make_training_cube(
@@ -141,8 +143,8 @@ def test_source_sha256_is_chunking_independent_and_matches_numpy(tmp_path, monke
         )
     ).hexdigest()
     make_training_cube(cube, tmp_path / "a.zarr", size=(4, 6, 6), block=(10, 10), n_samples=9)
-    monkeypatch.setattr(tc, "IN_MEMORY_BYTES", 0)
-    monkeypatch.setattr(tc, "REGION_BYTES", 2 * 20 * 20 * 4)  # two (y, x) slices per block
+    monkeypatch.setattr(cube_source, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(cube_source, "REGION_BYTES", 2 * 20 * 20 * 4)  # two (y, x) slices per block
     lazy = cube.chunk({"t": 7, "bands": 2, "y": 11})
     make_training_cube(lazy, tmp_path / "b.zarr", size=(4, 6, 6), block=(10, 10), n_samples=9)
     a = training_cube_provenance(open_training_cube(tmp_path / "a.zarr"))
@@ -349,8 +351,8 @@ def test_same_input_and_seed_give_byte_identical_arrays(tmp_path, monkeypatch):
     a = open_training_cube(make_training_cube(cube, tmp_path / "a.zarr", seed=5, **kwargs))
     b = open_training_cube(make_training_cube(cube, tmp_path / "b.zarr", seed=5, **kwargs))
     c = open_training_cube(make_training_cube(cube, tmp_path / "c.zarr", seed=6, **kwargs))
-    monkeypatch.setattr(tc, "IN_MEMORY_BYTES", 0)
-    monkeypatch.setattr(tc, "REGION_BYTES", 1)  # the least: T dates of one block at a time
+    monkeypatch.setattr(cube_source, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(cube_source, "REGION_BYTES", 1)  # the least: T dates of one block at a time
     lazy = cube.chunk({"t": 3, "y": 8, "x": 8})
     d = open_training_cube(make_training_cube(lazy, tmp_path / "d.zarr", seed=5, **kwargs))
     assert arrays(a) == arrays(b) == arrays(d)
@@ -470,7 +472,7 @@ def test_existing_output_and_failed_writes_leave_nothing_half_written(tmp_path, 
     with pytest.raises(ProcessParameterInvalid, match="parameter 'path'"):
         make_training_cube(cube, target, seed=2, **kwargs)
     calls = {"n": 0}
-    real = tc._Cutter.__call__
+    real = Cutter.__call__
 
     def failing(self, *args):
         calls["n"] += 1
@@ -478,13 +480,13 @@ def test_existing_output_and_failed_writes_leave_nothing_half_written(tmp_path, 
             raise OSError("disk full")
         return real(self, *args)
 
-    monkeypatch.setattr(tc._Cutter, "__call__", failing)
+    monkeypatch.setattr(Cutter, "__call__", failing)
     monkeypatch.setattr(tc, "CHUNK_BYTES", 1)  # one sample per chunk: several chunks written
     with pytest.raises(OSError, match="disk full"):
         make_training_cube(cube, target, seed=2, overwrite=True, **kwargs)
     assert leftovers(tmp_path) == ["out.zarr"]
     assert arrays(open_training_cube(target, verify=True)) == before
-    monkeypatch.setattr(tc._Cutter, "__call__", real)
+    monkeypatch.setattr(Cutter, "__call__", real)
     make_training_cube(cube, target, seed=2, overwrite=True, **kwargs)
     assert arrays(open_training_cube(target, verify=True)) != before
     assert leftovers(tmp_path) == ["out.zarr"]
@@ -532,7 +534,7 @@ def test_open_training_cube_refuses_what_is_not_one(tmp_path):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deepfeatures")
-    add_cli(p.add_subparsers(dest="command", required=True))
+    add_training_cube(p.add_subparsers(dest="command", required=True))
     return p
 
 

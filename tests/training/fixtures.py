@@ -1,4 +1,5 @@
-"""Shared encoder fixtures: real SI data from the demo cube, tiny training cubes, trained runs."""
+"""Training fixtures shared with tests/encoder (registered in tests/conftest.py): real SI data
+from the demo cube, tiny training cubes, briefly trained runs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import xarray as xr
 
 import openeo_deepfeatures as odf
-from openeo_deepfeatures.encoder.training_cube import make_training_cube
+from openeo_deepfeatures.training import make_training_cube
 
 #: Channels computable from the demo cube's six bands (a few, to keep the tests fast).
 SI_CHANNELS = ["NDVI", "NDMI", "NDWI", "EVI", "kNDVI"]
@@ -55,7 +56,7 @@ def patch_cube(demo_si, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def dense_run(tile_cube, tmp_path_factory):
     """The default dense architecture (width 32), trained briefly on real tiles."""
-    from openeo_deepfeatures.encoder.train import train
+    from openeo_deepfeatures.training import train
 
     out = tmp_path_factory.mktemp("dense-run")
     config = {
@@ -70,7 +71,7 @@ def dense_run(tile_cube, tmp_path_factory):
 @pytest.fixture(scope="session")
 def patch_run(patch_cube, tmp_path_factory):
     """The DeepFeatures-layout patch model (small width), trained briefly on real patches."""
-    from openeo_deepfeatures.encoder.train import train
+    from openeo_deepfeatures.training import train
 
     out = tmp_path_factory.mktemp("patch-run")
     config = tiny_config(patch_cube, out, "patch")

@@ -5,8 +5,8 @@ With no arguments it evaluates the shipped encoder on the embedded demo (tree-co
 computed from) and ``--target`` evaluate other data. The table is printed (markdown), the
 files of :func:`~.report.write_evaluation` go to ``--output``.
 
-:func:`add_parser` adds the command to the ``deepfeatures`` parser without importing
-scikit-learn; :func:`main` runs it.
+:func:`add_parsers` adds the command to the ``deepfeatures`` parser without importing
+scikit-learn (:mod:`openeo_deepfeatures.downstream`); running it does.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import sys
 import time
 from typing import Any
 
+from ..downstream.options import DEFAULT_MODELS, DEFAULT_STATISTICS, MODELS, PROCESS
 from ..errors import ProcessParameterInvalid
-from .options import DEFAULT_MODELS, DEFAULT_STATISTICS, MODELS, PROCESS
 
-__all__ = ["add_parser", "main"]
+__all__ = ["add_parsers"]
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``evaluate`` to an ``argparse`` subparsers object; its ``func`` is :func:`main`."""
+def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
+    """``deepfeatures evaluate [FEATURES]``."""
     p = subparsers.add_parser(
         "evaluate",
         help="do the features predict a per-pixel target as well as the indices? "
@@ -96,21 +96,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="deepfeatures-evaluation", help="output folder")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(func=main)
+    p.set_defaults(func=_cmd_evaluate)
     return p
 
 
-def main(args: argparse.Namespace) -> int:
+def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Run ``deepfeatures evaluate`` for parsed ``args``; prints the table, writes the files."""
-    from . import require_sklearn
+    from ..downstream import require_sklearn
 
     require_sklearn()
     from ..data import load_demo_cube, load_demo_tree_cover
+    from ..downstream.evaluation import evaluate
+    from ..downstream.inputs import inputs_from_s2
+    from ..downstream.report import format_table, summary_note, write_evaluation
+    from ..downstream.target import load_target
     from ..io import open_cube
-    from .evaluation import evaluate
-    from .inputs import inputs_from_s2
-    from .report import format_table, summary_note, write_evaluation
-    from .target import load_target
 
     started = time.perf_counter()
 

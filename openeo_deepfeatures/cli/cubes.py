@@ -1,20 +1,22 @@
-"""The ``deepfeatures`` command."""
+"""``deepfeatures demo``, ``feature-cube``, ``embed`` and ``indices list|compute``: cubes in,
+zarr out."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
-import logging
 import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from .errors import FileContentInvalid, OpenEOError, ProcessParameterInvalid
+from ..errors import FileContentInvalid, ProcessParameterInvalid
+from .options import add_release_memory
 
-__all__ = ["main"]
+__all__ = ["add_feature_parsers", "add_indices_parsers"]
 
 
 def _key_values(items: Sequence[str] | None, option: str) -> dict[str, float]:
@@ -41,7 +43,7 @@ def _chunks(items: Sequence[str] | None) -> dict[str, int] | str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .indices import get_index, list_indices
+    from ..indices import get_index, list_indices
 
     names = list_indices(bands=args.bands, application_domain=args.domain)
     if args.json:
@@ -90,25 +92,26 @@ def _reading(path: str | os.PathLike) -> Iterator[None]:
             tb = tb.tb_next
         if not reading:
             raise
-        from .io import _reading_failure
+        from ..io import reading_failure
 
-        raise FileContentInvalid(file=str(path), reason=_reading_failure(exc, Path(path))) from None
+        raise FileContentInvalid(file=str(path), reason=reading_failure(exc, Path(path))) from None
 
 
 def _is_dn(cube) -> bool:
     """Whether a canonical cube holds digital numbers (so the CLI preprocesses it)."""
     import numpy as np
 
-    from .cube_input import VALUES_ATTR
+    from ..cube_input import VALUES_ATTR
 
     kind = cube.attrs.get(VALUES_ATTR)
     return kind == "DN" or (kind is None and np.issubdtype(cube.dtype, np.integer))
 
 
 def _cmd_compute(args: argparse.Namespace) -> int:
-    from .indices import compute_indices, load_formulas
-    from .io import INDICES_CODEC, open_cube, write_zarr
-    from .sentinel2 import canonical_cube, preprocess_s2
+    from ..index_cube import write_index_cube
+    from ..indices import compute_indices, load_formulas
+    from ..io import INDICES_CODEC, open_cube
+    from ..sentinel2 import canonical_cube, preprocess_s2
 
     t0 = time.perf_counter()
     cube = open_cube(
@@ -131,17 +134,18 @@ def _cmd_compute(args: argparse.Namespace) -> int:
         formulas=formulas,
     )
     with _reading(args.input):
-        write_zarr(
+        files = write_index_cube(
             si,
             args.output,
             overwrite=args.overwrite,
+            source=str(args.input),
             progress=not args.quiet,
             codec=args.codec or INDICES_CODEC,
             level=args.level,
         )
     if not args.quiet:
         print(
-            f"wrote {args.output}: {si.sizes['bands']} indices, shape {dict(si.sizes)}, "
+            f"wrote {files.zarr} and {files.item}: {si.sizes['bands']} indices, shape {dict(si.sizes)}, "
             f"{time.perf_counter() - t0:.1f} s",
             file=sys.stderr,
         )
@@ -150,15 +154,15 @@ def _cmd_compute(args: argparse.Namespace) -> int:
 
 def _scheduler(address: str | None):
     """A dask.distributed client: ``local`` starts a LocalCluster, else connects to an address."""
-    from .scheduler import connect_scheduler
+    from ..scheduler import connect_scheduler
 
     return connect_scheduler(address, process="feature-cube")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .data import load_demo_cube
-    from .encoder import load_encoder
-    from .features import feature_cube, write_feature_cube
+    from ..data import load_demo_cube
+    from ..encoder import load_encoder
+    from ..features import feature_cube, write_feature_cube
 
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -198,8 +202,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from .features import embed, feature_cube, write_feature_cube
-    from .io import open_cube
+    from ..features import embed, feature_cube, write_feature_cube
+    from ..io import open_cube
 
     client = _scheduler(args.scheduler)
     try:
@@ -238,75 +242,14 @@ def _cmd_features(args: argparse.Namespace) -> int:
 _MASKS = {"auto": "auto", "scl": True, "none": False}
 
 
-def _parse_param(item: str) -> tuple[str, object]:
-    name, sep, value = item.partition("=")
-    if not sep or not name:
-        raise ProcessParameterInvalid(
-            process="deepfeatures run",
-            parameter="--param",
-            reason=f"expected NAME=VALUE, got {item!r}.",
-        )
-    try:
-        return name, json.loads(value)  # numbers, lists, objects, true/false/null
-    except json.JSONDecodeError:
-        return name, value  # plain strings
-
-
-def run_policy(args: argparse.Namespace):
-    """The execution policy of ``deepfeatures run``: ``--data`` folders readable (default: the
-    working directory), ``-o`` the only writable folder (default: the working directory)."""
-    from .policy import ExecutionPolicy
-
-    return ExecutionPolicy(
-        read_roots=tuple(args.data or ()) or (Path.cwd(),),
-        write_root=args.output or Path.cwd(),
-        allow_udf=not args.no_udf,
-        url_schemes=("https", "http") if args.allow_http else ("https",),
-        allowed_hosts=tuple(args.allow_url_host or ()),
-        allow_private_hosts=args.allow_private_urls,
-    )
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .local import run_process_graph
-
-    t0 = time.perf_counter()
-    params = dict(_parse_param(p) for p in args.param or ())
-    collections = dict(_parse_param(c) for c in args.collection or ())
-    result = run_process_graph(
-        args.graph,
-        parameters=params,
-        collections=collections,
-        output=args.output,
-        allow_udf=not args.no_udf,
-        policy=run_policy(args),
-    )
-    if isinstance(result, dict):  # STAC metadata of what save_result wrote
-        print(json.dumps(result, indent=1, default=str))
-    elif hasattr(result, "dims") and args.output:
-        from .io import write_zarr
-
-        target = Path(args.output) / "result.zarr"
-        write_zarr(result, target, overwrite=args.overwrite, progress=not args.quiet)
-        print(f"wrote {target}")
-    else:
-        print(result if not hasattr(result, "compute") else result.compute())
-    if not args.quiet:
-        print(f"done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="deepfeatures",
-        description="DeepFeatures for openEO: spectral-index and feature data cubes.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_feature_parsers(subparsers: Any) -> None:
+    """``deepfeatures demo``, ``feature-cube`` and ``embed``."""
+    sub = subparsers
     demo = sub.add_parser("demo", help="run the main job on the embedded demo cube")
     demo.add_argument("-o", "--output", default="deepfeatures-demo", help="output folder")
     demo.add_argument("--overwrite", action="store_true")
     demo.add_argument("-q", "--quiet", action="store_true")
+    add_release_memory(demo)
     demo.set_defaults(func=_cmd_demo)
 
     demo.add_argument("--model", help="ONNX encoder (default: the shipped model)")
@@ -348,46 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--scheduler", help="dask.distributed: 'local' or a scheduler address")
         cmd.add_argument("--overwrite", action="store_true")
         cmd.add_argument("-q", "--quiet", action="store_true")
+        add_release_memory(cmd)
         cmd.set_defaults(func=_cmd_features)
 
-    run = sub.add_parser("run", help="run an openEO process graph locally (dask)")
-    run.add_argument("graph", help="process graph JSON file (as exported by the openEO client)")
-    run.add_argument(
-        "--param", nargs="+", metavar="NAME=VALUE", help="graph parameters (JSON values)"
-    )
-    run.add_argument("--collection", nargs="+", metavar="ID=PATH", help="extra load_collection ids")
-    run.add_argument(
-        "-o",
-        "--output",
-        help="folder for save_result (and for a cube result): the only one the graph may "
-        "write into (default: the working directory)",
-    )
-    run.add_argument(
-        "--data",
-        nargs="+",
-        action="extend",
-        metavar="DIR",
-        help="folders (or files) the graph may read: load_stac, UDP namespaces, models, UDF "
-        "files (default: the working directory; the --collection files are readable anyway)",
-    )
-    run.add_argument(
-        "--allow-url-host",
-        nargs="+",
-        action="extend",
-        metavar="HOST[:PORT]",
-        help="hosts the graph may fetch from even on loopback/private addresses, http too",
-    )
-    run.add_argument(
-        "--allow-private-urls",
-        action="store_true",
-        help="let the graph fetch from loopback, private and link-local addresses",
-    )
-    run.add_argument("--allow-http", action="store_true", help="allow plain http:// URLs")
-    run.add_argument("--no-udf", action="store_true", help="refuse run_udf (untrusted graphs)")
-    run.add_argument("--overwrite", action="store_true")
-    run.add_argument("-q", "--quiet", action="store_true")
-    run.set_defaults(func=_cmd_run)
 
+def add_indices_parsers(subparsers: Any) -> None:
+    """``deepfeatures indices list`` and ``indices compute``."""
+    sub = subparsers
     indices = sub.add_parser("indices", help="spectral indices").add_subparsers(
         dest="indices_command", required=True
     )
@@ -398,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=_cmd_list)
 
     comp = indices.add_parser(
-        "compute", help="compute an SI cube: netCDF/zarr/GeoTIFF in, zarr out"
+        "compute", help="compute an SI cube: netCDF/zarr/GeoTIFF in, zarr + STAC item out"
     )
     comp.add_argument("input", help="input cube (.nc, .zarr, .tif)")
     comp.add_argument("-o", "--output", required=True, help="output .zarr")
@@ -431,72 +341,5 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("--overwrite", action="store_true")
     comp.add_argument("-q", "--quiet", action="store_true")
+    add_release_memory(comp)
     comp.set_defaults(func=_cmd_compute)
-
-    from .encoder.export import add_cli as add_export
-    from .encoder.train import add_cli as add_train
-    from .encoder.training_cube import add_cli as add_training_cube
-
-    add_training_cube(sub)
-    add_train(sub)
-    add_export(sub)
-
-    from .downstream.cli import add_parser as add_evaluate
-    from .plugin import add_parser as add_processes
-    from .server.cli import add_parser as add_serve
-
-    add_evaluate(sub)
-    add_processes(sub)
-    add_serve(sub)
-    udp = sub.add_parser(
-        "udps", help="write the UDP JSON (process_graphs/) from the Python generator"
-    )
-    udp.add_argument("folder", nargs="?", default="process_graphs", help="(process_graphs)")
-    udp.add_argument("--check", action="store_true", help="only report files that drifted")
-    udp.set_defaults(func=_cmd_udps)
-    return parser
-
-
-def _cmd_udps(args: argparse.Namespace) -> int:
-    from .udps import main as udps_main
-
-    return udps_main([args.folder, *(["--check"] if args.check else [])])
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to the current ``sys.stderr`` (which tests and pipes may replace)."""
-
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
-def _log_to_stderr(quiet: bool) -> None:
-    """The package's INFO/WARNING lines (model chosen, bands dropped, no cloud mask) on stderr."""
-    logger = logging.getLogger("openeo_deepfeatures")
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("deepfeatures: %(levelname)s: %(message)s"))
-        logger.addHandler(handler)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _log_to_stderr(bool(getattr(args, "quiet", False)))
-    try:
-        return args.func(args)
-    except OpenEOError as exc:
-        print(f"deepfeatures: error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # `deepfeatures indices list | head`
-        sys.stderr.close()
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
