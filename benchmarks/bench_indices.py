@@ -105,6 +105,26 @@ def write_input_zarr(path: str, t: int) -> None:
             ds.to_zarr(path, append_dim="t", consolidated=True)
 
 
+#: Real Sentinel-2 L2A for the codec rows: random values do not compress, real cubes do.
+REAL_CUBE = (
+    os.path.dirname(os.path.abspath(__file__))
+    + "/../../shared/data/nrt_romania/sentinel2_cube_subset_romania_10m.nc"
+)
+
+
+def write_real_input_zarr(path: str) -> tuple[str, ...]:
+    """The real 10 m cube (140 dates, B02 B03 B04 B08, 100 x 100 px) as cloud-masked
+    reflectance, chunks of ``CHUNK_T`` dates; returns its bands."""
+    from openeo_deepfeatures.io import open_cube
+    from openeo_deepfeatures.sentinel2 import preprocess_s2
+
+    refl = preprocess_s2(open_cube(REAL_CUBE, chunks=None)).astype(np.float32)
+    refl = refl.rename("reflectance").drop_vars("spatial_ref", errors="ignore")
+    enc = {"reflectance": {"chunks": (CHUNK_T, refl.sizes["bands"], *refl.shape[2:])}}
+    refl.to_dataset().to_zarr(path, mode="w", encoding=enc, consolidated=True)
+    return tuple(str(b) for b in refl["bands"].values)
+
+
 # --------------------------------------------------------------------------- spyndex harness
 
 
@@ -260,8 +280,17 @@ def interleaved_child(t: int, rotate: int, warm: int) -> dict[str, Any]:
     return {"order": order, "seconds": seconds, "n_indices": n_indices}
 
 
-def streaming_child(t: int, codec: str, repeat: int) -> dict[str, Any]:
-    """zarr -> zarr with ``codec``: seconds per run (input written beforehand, not timed)."""
+def _stream_input(kind: str, t: int, path: str) -> tuple[str, ...]:
+    """Write the input zarr (not timed); returns its bands."""
+    if kind == "random":
+        write_input_zarr(path, t)
+        return BANDS
+    return write_real_input_zarr(path)
+
+
+def streaming_child(t: int, codec: str, repeat: int, kind: str = "random") -> dict[str, Any]:
+    """zarr -> zarr with ``codec`` (or a floor: ``compute-only``, ``plain-files``): seconds per
+    run; the input zarr is written beforehand (not timed)."""
     import xarray as xr
 
     from openeo_deepfeatures.indices.compute import compute_indices
@@ -270,30 +299,72 @@ def streaming_child(t: int, codec: str, repeat: int) -> dict[str, Any]:
     tmp = tempfile.mkdtemp(prefix="bench_indices_")
     try:
         src, dst = os.path.join(tmp, "in.zarr"), os.path.join(tmp, "out.zarr")
-        write_input_zarr(src, t)
+        _stream_input(kind, t, src)
+        in_memory = None
+        if kind == "real":  # in-memory reference of the same cube, same process, warm
+            loaded = xr.open_zarr(src)["reflectance"].load()
+            in_memory = []
+            for _ in range(3):
+                start = time.perf_counter()
+                compute_indices(loaded)
+                in_memory.append(time.perf_counter() - start)
+            del loaded
         base = peak_rss_bytes()
         seconds, cpu = [], []
+        n_indices, nbytes = 0, 0
         for _ in range(repeat):
             shutil.rmtree(dst, ignore_errors=True)
             r0, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             cube = xr.open_zarr(src, chunks={"t": CHUNK_T})["reflectance"]
-            write_zarr(compute_indices(cube), dst, overwrite=True, codec=codec)
+            si = compute_indices(cube)
+            n_indices = int(si.sizes["bands"])
+            if codec == "compute-only":  # every chunk computed, nothing written
+                si.data.map_blocks(_discard, dtype=np.float32, chunks=(1,) * si.ndim).compute()
+            elif codec == "plain-files":  # the output's bytes as files, no compute, no zarr
+                nbytes = _write_plain_files(dst, si.shape)
+            else:
+                write_zarr(si, dst, overwrite=True, codec=codec)
             seconds.append(time.perf_counter() - start)
             r1 = resource.getrusage(resource.RUSAGE_SELF)
             cpu.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
-        written = xr.open_zarr(dst, consolidated=False)["spectral_indices"]
-        if not np.isfinite(written.isel(t=-1, bands=0).values).any():
-            raise RuntimeError("output store holds no finite value")
+        if codec not in ("compute-only", "plain-files"):
+            written = xr.open_zarr(dst, consolidated=False)["spectral_indices"]
+            if not np.isfinite(written.isel(t=-1).values).any():
+                raise RuntimeError("output store holds no finite value")
+            nbytes = int(written.size) * 4
         return {
             "seconds": seconds,
             "cpu_seconds": cpu,
-            "n_indices": int(written.sizes["bands"]),
-            "out_bytes_on_disk": _du(dst),
+            "n_indices": n_indices,
+            "shape": [int(v) for v in si.shape],
+            "out_bytes": nbytes,
+            "out_bytes_on_disk": _du(dst) if os.path.exists(dst) else 0,
             "peak_rss_bytes": peak_rss_bytes(),
             "peak_rss_before_bytes": base,
+            "in_memory_warm_seconds": None if in_memory is None else min(in_memory[1:]),
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _discard(block: np.ndarray) -> np.ndarray:
+    return np.zeros((1,) * block.ndim, np.float32)
+
+
+def _write_plain_files(path: str, shape: tuple[int, ...]) -> int:
+    """The bytes of a float32 cube of ``shape`` written as one file per zarr chunk (t=5, 32
+    indices), from one reused buffer: what any writer pays for the page cache and disk."""
+    os.makedirs(path)
+    t, n, ny, nx = shape
+    buffer = np.full((CHUNK_T, 32, ny, nx), 0.5, np.float32)
+    total = 0
+    for t0 in range(0, t, CHUNK_T):
+        for b0 in range(0, n, 32):
+            part = buffer[: min(CHUNK_T, t - t0), : min(32, n - b0)]
+            with open(os.path.join(path, f"c{t0}.{b0}"), "wb") as f:
+                f.write(np.ascontiguousarray(part))
+            total += part.nbytes
+    return total
 
 
 def _du(path: str) -> int:
@@ -460,6 +531,69 @@ def interleaved_table(t: int, runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+FLOORS = {
+    "compute-only": "floor: read + compute, nothing written",
+    "plain-files": "floor: the output's bytes as plain files (no compute, no zarr)",
+}
+
+
+def streaming_table(args, base: list[dict[str, Any]] | None, default_codec: str) -> None:
+    """Streaming rows: random cube per codec + floors, the large cube, the real cube per codec."""
+    rows = [("random", args.stream_t, c, 2) for c in (*CODECS, *FLOORS)]
+    rows.append(("random", args.big_t, default_codec, 1))
+    if os.path.exists(REAL_CUBE):
+        rows += [("real", 140, c, 3) for c in (*CODECS, "compute-only")]
+    else:
+        print(f"(real-data rows skipped: {REAL_CUBE} not found)")
+    reference = None
+    if base:
+        reference = statistics.median(min(r["seconds"][DEFAULT_ENGINE][1:]) for r in base)
+    print(
+        "| streaming zarr -> zarr | data | codec | cube (t, indices, y, x) | seconds min "
+        "| M index-px/s | x in-memory default (warm median) | GB written (uncompressed) "
+        "| compression ratio | peak memory (VmHWM) GB |"
+    )
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for kind, t, codec, repeat in rows:
+        print(f"streaming {kind} t={t} codec={codec} ...", file=sys.stderr, flush=True)
+        cmd = ["--child", "streaming", "--t", str(t), "--codec", codec, "--data", kind]
+        res = run_child([*cmd, "--child-repeat", str(repeat)], timeout=1800)
+        label = FLOORS.get(codec, "ours" + (" (CLI default)" if codec == default_codec else ""))
+        codec_cell = codec if codec in CODECS else "-"
+        if "error" in res:
+            print(f"| {label} | {kind} | {codec_cell} | t={t} | failed: {res['error'][:80]} |")
+            continue
+        best = min(res["seconds"])
+        shape = "x".join(str(v) for v in res["shape"])
+        work = float(np.prod(res["shape"])) / 1e6
+        ratio = "-"
+        if reference is not None and kind == "random":
+            ratio = f"{best / (reference * t / args.stream_t):.2f}"
+        elif res.get("in_memory_warm_seconds"):
+            ratio = f"{best / res['in_memory_warm_seconds']:.2f}"
+        written = res["out_bytes"] / 1e9
+        comp = "-"
+        if codec in CODECS and res["out_bytes_on_disk"]:
+            comp = f"{res['out_bytes'] / res['out_bytes_on_disk']:.2f}"
+        print(
+            f"| {label} | {kind} | {codec_cell} | {shape} | {best:.2f} | {work / best:,.0f} "
+            f"| {ratio} | {written:.2f} | {comp} | {res['peak_rss_bytes'] / 1e9:.2f} |",
+            flush=True,
+        )
+    print()
+    print(
+        "streaming: lazy open_zarr (chunks t=5) + compute_indices (default engine) + "
+        "openeo_deepfeatures.io.write_zarr (zarr v3, 32 indices per chunk) with the codec "
+        "(lz4: blosc lz4 + byte shuffle, level 5; zstd: level 3; none), fresh process per "
+        "row, best of the runs in it; the input zarr is written beforehand (not timed). "
+        "random: uniform reflectance (incompressible); real: the nrt_romania 10 m cube "
+        "(../shared/data), cloud-masked reflectance of B02 B03 B04 B08. "
+        "x in-memory: seconds over the in-memory default's warm median at the same t "
+        "(scaled by t for other sizes); for the real cube, over the warm best of its in-memory "
+        "compute_indices in the row's process. Peak memory: VmHWM of the row's process."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="t=10, 2 repeats, no streaming")
@@ -484,13 +618,14 @@ def main() -> None:
     parser.add_argument("--rotate", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--codec", default="lz4", help=argparse.SUPPRESS)
     parser.add_argument("--child-repeat", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--data", default="random", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "interleaved":
         result = interleaved_child(args.t[0], args.rotate, args.warm)
         print(RESULT_MARK + json.dumps(result), flush=True)
         return
     if args.child == "streaming":
-        result = streaming_child(args.t[0], args.codec, args.child_repeat)
+        result = streaming_child(args.t[0], args.codec, args.child_repeat, args.data)
         print(RESULT_MARK + json.dumps(result), flush=True)
         return
     if args.quick:
@@ -540,44 +675,7 @@ def main() -> None:
             print(f"t={t}: every repeat failed\n")
 
     if not args.no_streaming:
-        rows = [(args.stream_t, c, 2) for c in CODECS] + [(args.big_t, INDICES_CODEC, 1)]
-        base = in_memory.get(args.stream_t)
-        reference = None
-        if base:
-            reference = statistics.median(min(r["seconds"][DEFAULT_ENGINE][1:]) for r in base)
-        print(
-            "| streaming zarr -> zarr | codec | cube shape | seconds min | M index-px/s "
-            "| x in-memory default (warm median) | output GB on disk | peak memory (VmHWM) GB |"
-        )
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
-        for t, codec, repeat in rows:
-            print(f"streaming t={t} codec={codec} ...", file=sys.stderr, flush=True)
-            cmd = ["--child", "streaming", "--t", str(t), "--codec", codec]
-            res = run_child([*cmd, "--child-repeat", str(repeat)], timeout=1800)
-            shape = f"{t}x{len(BANDS)}x{NY}x{NX}"
-            if "error" in res:
-                print(f"| ours | {codec} | {shape} | failed: {res['error'][:80]} | - | - | - | - |")
-                continue
-            best = min(res["seconds"])
-            tp = res["n_indices"] * t * NY * NX / best / 1e6
-            ratio = "-"
-            if reference is not None:
-                ratio = f"{best / (reference * t / args.stream_t):.2f}"
-            default = " (CLI default)" if codec == INDICES_CODEC else ""
-            print(
-                f"| ours{default} | {codec} | {shape} | {best:.2f} | {tp:,.0f} | {ratio} "
-                f"| {res['out_bytes_on_disk'] / 1e9:.2f} | {res['peak_rss_bytes'] / 1e9:.2f} |",
-                flush=True,
-            )
-        print()
-        print(
-            "streaming: lazy open_zarr (chunks t=5) + compute_indices (default engine) + "
-            "openeo_deepfeatures.io.write_zarr (zarr v3, 32 indices per chunk) with the codec "
-            "(lz4: blosc lz4 + byte shuffle, level 5; zstd: level 3; none), fresh process per "
-            "row, best of the runs in it; the input zarr is written beforehand (not timed). "
-            "x in-memory: seconds over the in-memory default's warm median at the same t "
-            "(scaled by t for other sizes). Peak memory: VmHWM of the row's process."
-        )
+        streaming_table(args, in_memory.get(args.stream_t), INDICES_CODEC)
     print(
         "cold: an engine's first call in its process; warm: the best of the next "
         f"{args.warm}. Ratios are per repeat (same process, interleaved), then median and "

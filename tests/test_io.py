@@ -90,6 +90,67 @@ def test_write_zarr_streams_regions_and_keeps_an_enlarged_last_chunk(tmp_path, m
     np.testing.assert_array_equal(back.values, values)
 
 
+def test_write_zarr_regions_group_whole_rows_and_dates(tmp_path, monkeypatch):
+    """Where a whole row (or a whole date chunk) fits in a region, a region takes several:
+    one spatial chunk per date chunk is written ``REGION_CHUNKS`` date chunks at a time, so
+    every core has a chunk to compute; the store reads back equal."""
+    import dask.array as da
+
+    import openeo_deepfeatures.io as io
+
+    monkeypatch.setattr(io, "REGION_CHUNKS", 4)
+    values = np.arange(10 * 2 * 6 * 6, dtype=np.float32).reshape(10, 2, 6, 6)
+
+    def cube(chunks):
+        return xr.DataArray(
+            da.from_array(values, chunks=chunks),
+            dims=("t", "bands", "y", "x"),
+            coords={"bands": ["a", "b"], "y": np.arange(6.0), "x": np.arange(6.0)},
+            name="cube",
+        )
+
+    one_per_date = io._regions(cube((1, 2, 6, 6)))  # 10 date chunks of one spatial chunk
+    assert [(r["t"].start, r["t"].stop) for r in one_per_date] == [(0, 4), (4, 8), (8, 10)]
+    assert all(r["y"] == slice(0, 6) and r["x"] == slice(0, 6) for r in one_per_date)
+    rows = io._regions(cube((5, 2, 2, 3)))  # 2 x 3 x 2 chunks: two rows of two per region
+    assert [(r["t"].start, r["y"].start, r["y"].stop) for r in rows] == [
+        (0, 0, 4),
+        (0, 4, 6),
+        (5, 0, 4),
+        (5, 4, 6),
+    ]
+    assert all(r["x"] == slice(0, 6) for r in rows)
+    for chunks in ((1, 2, 6, 6), (5, 2, 2, 3)):
+        path = write_zarr(cube(chunks), tmp_path / f"c{chunks[0]}.zarr")
+        np.testing.assert_array_equal(xr.open_zarr(path)["cube"].values, values)
+
+
+def test_write_zarr_regions_encode_like_xarray(tmp_path, monkeypatch):
+    """Region by region, the data are CF-encoded as ``to_zarr`` encodes them: a cube that
+    carries ``scale_factor`` / ``_FillValue`` / ``dtype`` encoding (as read from a scaled
+    file) is stored as int16 and reads back as the same values, NaN included."""
+    import dask.array as da
+
+    import openeo_deepfeatures.io as io
+
+    monkeypatch.setattr(io, "REGION_CHUNKS", 1)
+    values = (np.arange(4 * 1 * 6 * 6, dtype=np.float32).reshape(4, 1, 6, 6) / 10).round(1)
+    values[1, 0, 2, 3] = np.nan
+    cube = xr.DataArray(
+        da.from_array(values, chunks=(1, 1, 3, 6)),
+        dims=("t", "bands", "y", "x"),
+        coords={"bands": ["a"], "y": np.arange(6.0), "x": np.arange(6.0)},
+        name="cube",
+    )
+    cube.encoding = {"dtype": "int16", "scale_factor": 0.1, "_FillValue": -1}
+    assert len(io._regions(cube)) == 8
+    path = write_zarr(cube, tmp_path / "c.zarr")
+    raw = xr.open_zarr(path, mask_and_scale=False)["cube"]
+    assert raw.dtype == np.int16 and raw.values[1, 0, 2, 3] == -1
+    back = xr.open_zarr(path)["cube"].values
+    np.testing.assert_allclose(back, values, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("codec", "level", "expected"),
     [
