@@ -278,7 +278,7 @@ def embed_step(
         {"dimension": "x", "value": int(overlap), "unit": "px"},
         {"dimension": "y", "value": int(overlap), "unit": "px"},
     ]
-    context = {"model": model, "sha256": model_sha256, "overlap": int(overlap)}
+    context = {"model": model, "model_sha256": model_sha256, "overlap": int(overlap)}
     return _step(
         cube, "apply_neighborhood", process=udf, size=size, overlap=margin, context=context
     )

@@ -152,7 +152,7 @@ def test_embed_inlined():
     node = graph["applyneighborhood1"]
     assert node["arguments"]["context"] == {
         "model": MODEL,
-        "sha256": None,
+        "model_sha256": None,
         "overlap": udps.EMBED_OVERLAP,
     }
     udf = node["arguments"]["process"]["process_graph"]["udf"]

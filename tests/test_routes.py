@@ -112,7 +112,7 @@ def routes(native, native_si, encoder, extent) -> dict[str, xr.DataArray]:
     }
     out["2 UDP chain preprocess -> indices -> embed"] = run_process_graph(graph)
 
-    context = {"model": model, "sha256": encoder.sha256}
+    context = {"model": model, "model_sha256": encoder.sha256}
     data = UdfData(datacube_list=[XarrayDataCube(native_si)], user_context=context)
     result = run_udf_code(code=UDF_CODE, data=data)
     out["3 UDF run_udf_code"] = result.get_datacube_list()[0].get_array()
@@ -131,7 +131,7 @@ def local_udf(native_si, encoder, tmp_path_factory) -> xr.DataArray:
     """Route 3 as ``execute_local_udf`` runs it: the cube from a netCDF file."""
     path = tmp_path_factory.mktemp("udf") / "si.nc"
     XarrayDataCube(native_si).save_to_file(path, fmt="netcdf")
-    udf = openeo.UDF(UDF_CODE, context={"model": str(encoder.path), "sha256": encoder.sha256})
+    udf = openeo.UDF(UDF_CODE, context={"model": str(encoder.path), "model_sha256": encoder.sha256})
     result = execute_local_udf(udf, path, fmt="netcdf")
     return result.get_datacube_list()[0].get_array()
 

@@ -241,7 +241,7 @@ def test_embedding_udps_carry_the_udf_file(process_id):
     assert udf["arguments"]["runtime"] == "Python"
     context = neighborhood["arguments"]["context"]
     assert context["model"] == {"from_parameter": "model"}
-    assert context["sha256"] == {"from_parameter": "model_sha256"}
+    assert context["model_sha256"] == {"from_parameter": "model_sha256"}
     assert context["overlap"] == udps.EMBED_OVERLAP
     size = {s["dimension"]: s["value"] for s in neighborhood["arguments"]["size"]}
     assert size == {"x": udps.EMBED_WINDOW, "y": udps.EMBED_WINDOW, "t": None}

@@ -11,7 +11,7 @@ metadata. The package ``openeo_deepfeatures`` imports this very file for its nat
 Use it in ``apply_neighborhood`` with the whole time series in each window and an overlap of at
 least the model's ``spatial_radius`` (8 px for the default model)::
 
-    udf = openeo.UDF.from_file("feature_embedding.py", context={"model": URL, "sha256": DIGEST})
+    udf = openeo.UDF.from_file("feature_embedding.py", context={"model": URL, "model_sha256": DIGEST})
     features = si_cube.apply_neighborhood(
         udf,
         size=[{"dimension": "x", "value": 128, "unit": "px"},
@@ -27,7 +27,8 @@ Context keys:
   reused; or a local path, absolute or relative to the working directory. With the job option
   ``"udf-dependency-archives": ["https://.../model.zip#tmp/model"]`` the path is
   ``"tmp/model/default.onnx"``.
-- ``sha256``: the model file's digest; a file with another digest is refused.
+- ``model_sha256``: the model file's digest (as the processes' parameter of that name); a file
+  with another digest is refused. ``sha256``, the key of earlier releases, is still read.
 - ``providers``: onnxruntime execution providers (default CUDA then CPU when available, else CPU);
   ``threads``: onnxruntime intra-op threads; ``batch_size``: windows per call (patch models).
 - ``overlap``: the overlap of the windows in px (default: the model's ``spatial_radius``).
@@ -539,13 +540,13 @@ def load_model(context: dict) -> Model:
     if not isinstance(context, dict) or not context.get("model"):
         raise ProcessParameterMissing(
             "the UDF context has no 'model': give the URL of the ONNX encoder, e.g. "
-            "{'model': 'https://.../default.onnx', 'sha256': '...'}, or its path, e.g. "
+            "{'model': 'https://.../default.onnx', 'model_sha256': '...'}, or its path, e.g. "
             "{'model': 'tmp/model/default.onnx'} with the job option 'udf-dependency-archives'.",
             "model",
         )
     opened = open_model(
         context["model"],
-        context.get("sha256"),
+        _context_sha256(context),
         providers=context.get("providers"),
         threads=_positive(context, "threads"),
     )
@@ -553,6 +554,18 @@ def load_model(context: dict) -> Model:
         if opened.session not in _MODELS:
             _MODELS[opened.session] = _contract(opened)
         return _MODELS[opened.session]
+
+
+def _context_sha256(context: dict):
+    """``model_sha256`` (or ``sha256``, its name in earlier releases) of the context."""
+    new, old = context.get("model_sha256"), context.get("sha256")
+    if new is not None and old is not None and new != old:
+        raise ProcessParameterInvalid(
+            "the UDF context gives two different digests, 'model_sha256' and 'sha256' (its "
+            "earlier name): give 'model_sha256' only.",
+            "model_sha256",
+        )
+    return new if new is not None else old
 
 
 def clear_caches() -> None:

@@ -59,7 +59,7 @@ def small(si) -> xr.DataArray:
 
 @pytest.fixture
 def context(encoder) -> dict:
-    return {"model": str(encoder.path), "sha256": encoder.sha256}
+    return {"model": str(encoder.path), "model_sha256": encoder.sha256}
 
 
 def run_udf(cube: xr.DataArray, context: dict) -> xr.DataArray:
@@ -257,7 +257,7 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 def test_model_from_url_downloaded_once(server, cache, encoder, small, context):
     base, hits = server
-    url_context = {"model": f"{base}/default.onnx", "sha256": encoder.sha256}
+    url_context = {"model": f"{base}/default.onnx", "model_sha256": encoder.sha256}
     out = fe.apply_datacube(small, url_context)
     assert hits == ["/default.onnx"]
     model = fe.load_model(url_context)
@@ -367,11 +367,20 @@ def test_missing_file(tmp_path):
     assert "working directory" in str(info.value)
 
 
-def test_sha256_mismatch_of_local_file(encoder):
+@pytest.mark.parametrize("key", ["model_sha256", "sha256"])  # sha256: the earlier name
+def test_sha256_mismatch_of_local_file(encoder, key):
     wrong = "f" * 64
     with pytest.raises(ValueError, match=r"^ProcessParameterInvalid: ") as info:
-        fe.load_model({"model": str(encoder.path), "sha256": wrong})
+        fe.load_model({"model": str(encoder.path), key: wrong})
     assert encoder.sha256 in str(info.value) and wrong in str(info.value)
+
+
+def test_two_different_digests_in_the_context_are_refused(encoder):
+    context = {"model": str(encoder.path), "model_sha256": encoder.sha256, "sha256": "f" * 64}
+    with pytest.raises(ValueError, match=r"^ProcessParameterInvalid: .*'model_sha256' only"):
+        fe.load_model(context)
+    same = {**context, "sha256": encoder.sha256}
+    assert fe.load_model(same).session is fe.load_model({"model": str(encoder.path)}).session
 
 
 def test_missing_channels_named_and_counted(small, context, encoder):
@@ -405,7 +414,7 @@ def test_wrong_dimensions(small, context, change):
         ({"threads": 0}, "'threads' must be >= 1"),
         ({"threads": "2"}, "'threads' must be an integer"),
         ({"overlap": -1}, "'overlap' must be >= 0"),
-        ({"sha256": "abc"}, "'sha256' must be 64 hex digits"),
+        ({"model_sha256": "abc"}, "sha256' must be 64 hex digits"),
         ({"model": 42}, "'model' must be a URL or a path"),
     ],
     ids=str,
