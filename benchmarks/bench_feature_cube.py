@@ -45,6 +45,7 @@ from openeo_deepfeatures.encoder import load_encoder
 from openeo_deepfeatures.encoder.inference import _chunks as tile_chunks
 from openeo_deepfeatures.encoder.inference import dense_features, embed
 from openeo_deepfeatures.encoder.loader import get_session
+from openeo_deepfeatures.io import open_cube, write_zarr
 from openeo_deepfeatures.memory import RELEASE_MEMORY_ENV
 
 #: Tile of the streaming rows (``y`` and ``x``: ``--tile``).
@@ -201,7 +202,7 @@ def write_input(path: Path, reps_y: int, reps_x: int, reps_t: int = 1) -> tuple[
         name="s2",
         attrs=dict(demo.attrs),
     )
-    odf.io.write_zarr(cube.chunk({"t": 64, "y": 50, "x": 50}), path, overwrite=True)
+    write_zarr(cube.chunk({"t": 64, "y": 50, "x": 50}), path, overwrite=True)
     return tuple(values.shape)
 
 
@@ -223,7 +224,7 @@ def stream_child(source: str, target: str, tile: int) -> None:
     from openeo_deepfeatures.features import feature_cube, write_feature_cube
 
     base = peak_rss_kb()
-    cube = odf.io.open_cube(source, chunks={})
+    cube = open_cube(source, chunks={})
     start = time.perf_counter()
     features = feature_cube(cube, tile={"t": STREAM_TILE["t"], "y": tile, "x": tile}, threads=1)
     write_feature_cube(features, target, quicklook_png=False)
