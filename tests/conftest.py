@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import tempfile
 from pathlib import Path
 
@@ -82,3 +83,17 @@ def shared_dir():
     if not (path / "openeo-processes").is_dir():
         pytest.fail(f"{path} is missing: the openEO specs and test data live in ../shared")
     return path
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Python sockets only to loopback: a schema fetch or a remote catalog fails the test."""
+    real_connect = socket.socket.connect
+
+    def connect(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            pytest.fail(f"a test tried to reach the network: {address}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
