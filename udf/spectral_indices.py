@@ -40,7 +40,9 @@ import hashlib
 import json
 import os
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,6 +54,7 @@ __all__ = [
     "apply_metadata",
     "check_reflectance",
     "numba_available",
+    "numba_cache_dir",
     "resolve_engine",
     "run_program",
 ]
@@ -493,16 +496,41 @@ def _blocks(x, out, code, consts, n_in, n_regs, tasks, work):  # pragma: no cove
 #: The module name under which the compiled kernel is cached on disk (numba's cache refers to
 #: the module by name, so the same file loaded under another name compiles in memory instead).
 _CACHED_AS = "openeo_deepfeatures.udf.spectral_indices"
+_NUMBA_CONFIG = threading.Lock()
+
+
+def numba_cache_dir() -> Path:
+    """Where the compiled kernel is cached: ``$NUMBA_CACHE_DIR`` when set (numba's own setting),
+    else ``$DEEPFEATURES_CACHE/numba``, else ``$XDG_CACHE_HOME/openeo-deepfeatures/numba``
+    (``~/.cache/...``). Never beside this file: an installed package stays as pip wrote it
+    (a cache left in ``site-packages/openeo_deepfeatures/`` outlives ``pip uninstall`` and then
+    shadows a later editable install as a namespace package)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"]).expanduser()
+    if os.environ.get("DEEPFEATURES_CACHE"):
+        return Path(os.environ["DEEPFEATURES_CACHE"]).expanduser() / "numba"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "openeo-deepfeatures" / "numba"
 
 
 @functools.lru_cache(maxsize=1)
 def _numba_kernel():
-    """:func:`_blocks` compiled by numba, once per process (about 2 s; from the disk cache
-    about 0.1 s when this file is imported as the package's module)."""
+    """:func:`_blocks` compiled by numba, once per process (about 2 s; from the disk cache,
+    :func:`numba_cache_dir`, about 0.1 s when this file is imported as the package's module)."""
     import numba
 
     options = {"nogil": True, "error_model": "numpy", "boundscheck": False}
-    return numba.njit(cache=__name__ == _CACHED_AS, **options)(_blocks)
+    if __name__ != _CACHED_AS:
+        return numba.njit(**options)(_blocks)
+    # numba places a function's cache when the function is decorated: in numba.config.CACHE_DIR
+    # if set, else beside the source file. Set it for this one decoration, then restore it.
+    with _NUMBA_CONFIG:
+        saved = numba.config.CACHE_DIR
+        numba.config.CACHE_DIR = str(numba_cache_dir())
+        try:
+            return numba.njit(cache=True, **options)(_blocks)
+        finally:
+            numba.config.CACHE_DIR = saved
 
 
 # --------------------------------------------------------------------------- the UDF

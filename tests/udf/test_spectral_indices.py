@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -197,3 +198,35 @@ def test_runs_without_the_package(reflectance, tmp_path, with_numba):
     got = xr.open_dataarray(tmp_path / "out.nc").load()
     engine = "numba" if with_numba else "numpy"
     assert_same(got, odf.compute_indices(cube, ["NDVI", "kNDVI", "EVI"], engine=engine))
+
+
+def test_numba_cache_is_not_written_beside_the_package(tmp_path):
+    """The compiled kernel is cached under the user's cache folder (here $DEEPFEATURES_CACHE),
+    never in the installed package: a cache left in site-packages outlives `pip uninstall`."""
+    import openeo_deepfeatures.udf.spectral_indices as module  # numba: a main dependency
+
+    package_dir = Path(module.__file__).parent
+    before = {p for p in package_dir.rglob("*") if p.suffix in (".nbi", ".nbc")}
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        from openeo_deepfeatures.indices import compile_indices
+        from openeo_deepfeatures.udf import spectral_indices as udf
+
+        program = compile_indices(["NDVI"], ["B04", "B08"]).to_dict()
+        x = np.full((1, 2, 4), 0.5, np.float32)
+        print(udf.numba_cache_dir())
+        print(float(udf.run_program(program, x, engine="numba")[0, 0, 0]))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["DEEPFEATURES_CACHE"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    where, value = done.stdout.split()
+    assert Path(where) == tmp_path / "numba" and float(value) == 0.0
+    assert list((tmp_path / "numba").rglob("*.nbi")) and list((tmp_path / "numba").rglob("*.nbc"))
+    after = {p for p in package_dir.rglob("*") if p.suffix in (".nbi", ".nbc")}
+    assert after == before
