@@ -12,13 +12,15 @@ The main job::
     odf.write_feature_cube(features, "features.zarr")  # zarr + STAC Item + quicklook PNG
 
 Its steps: :func:`preprocess_s2` (DN -> reflectance, SCL mask), :func:`compute_indices`,
-:func:`embed` (encoder features of an index cube); :func:`load_encoder` opens a model once.
+:func:`embed` (encoder features of an index cube); :func:`load_encoder` opens a model once;
+:func:`write_index_cube` writes an SI Data Cube (zarr + STAC Item).
 """
 
 from . import errors
 from .data import load_demo_cube
 from .encoder import load_encoder
 from .features import embed, feature_cube, write_feature_cube
+from .index_cube import write_index_cube
 from .indices import ASI_VERSION, compute_indices, get_index, list_indices, load_formulas
 from .sentinel2 import preprocess_s2
 
@@ -47,4 +49,5 @@ __all__ = [
     "preprocess_s2",
     "run_process_graph",
     "write_feature_cube",
+    "write_index_cube",
 ]
