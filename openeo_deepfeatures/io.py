@@ -497,8 +497,8 @@ def _write_regions(da: xr.DataArray, store: Path, regions: list[dict[str, slice]
     """
     import dask
     import zarr
+    from dask.base import get_scheduler
     from dask.optimization import cull
-    from dask.threaded import get
     from xarray.backends.zarr import encode_zarr_variable
 
     encoded = encode_zarr_variable(da.variable, name=da.name).data
@@ -516,6 +516,7 @@ def _write_regions(da: xr.DataArray, store: Path, regions: list[dict[str, slice]
 
     marks = encoded.map_blocks(put, dtype=bool, chunks=tuple((1,) * len(c) for c in encoded.chunks))
     (marks,) = dask.optimize(marks)
+    get = get_scheduler(collections=[marks])  # the configured local scheduler (threads by default)
     graph = dict(marks.__dask_graph__())
     keys = np.empty(marks.numblocks, dtype=object)
     for index in np.ndindex(*marks.numblocks):
