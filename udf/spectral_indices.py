@@ -40,6 +40,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -501,16 +502,20 @@ _NUMBA_CONFIG = threading.Lock()
 
 def numba_cache_dir() -> Path:
     """Where the compiled kernel is cached: ``$NUMBA_CACHE_DIR`` when set (numba's own setting),
-    else ``$DEEPFEATURES_CACHE/numba``, else ``$XDG_CACHE_HOME/openeo-deepfeatures/numba``
-    (``~/.cache/...``). Never beside this file: an installed package stays as pip wrote it
-    (a cache left in ``site-packages/openeo_deepfeatures/`` outlives ``pip uninstall`` and then
-    shadows a later editable install as a namespace package)."""
+    else ``$XDG_CACHE_HOME/openeo-deepfeatures/numba`` (``~/.cache/...``), beside the models of
+    ``feature_embedding.cache_dir``; without a writable home, a folder in the temporary
+    directory. Never beside this file: an installed package stays as pip wrote it (a cache left
+    in ``site-packages/openeo_deepfeatures/`` outlives ``pip uninstall`` and then shadows a later
+    editable install as a namespace package)."""
     if os.environ.get("NUMBA_CACHE_DIR"):
         return Path(os.environ["NUMBA_CACHE_DIR"]).expanduser()
-    if os.environ.get("DEEPFEATURES_CACHE"):
-        return Path(os.environ["DEEPFEATURES_CACHE"]).expanduser() / "numba"
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "openeo-deepfeatures" / "numba"
+    home = base / "openeo-deepfeatures" / "numba"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError:  # numba would otherwise fall back to caching beside this file
+        return Path(tempfile.gettempdir()) / "openeo-deepfeatures-numba"
+    return home
 
 
 @functools.lru_cache(maxsize=1)

@@ -201,7 +201,7 @@ def test_runs_without_the_package(reflectance, tmp_path, with_numba):
 
 
 def test_numba_cache_is_not_written_beside_the_package(tmp_path):
-    """The compiled kernel is cached under the user's cache folder (here $DEEPFEATURES_CACHE),
+    """The compiled kernel is cached under the user's cache folder (here $XDG_CACHE_HOME),
     never in the installed package: a cache left in site-packages outlives `pip uninstall`."""
     import openeo_deepfeatures.udf.spectral_indices as module  # numba: a main dependency
 
@@ -220,13 +220,14 @@ def test_numba_cache_is_not_written_beside_the_package(tmp_path):
         """
     )
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
-    env["DEEPFEATURES_CACHE"] = str(tmp_path)
+    env["XDG_CACHE_HOME"] = str(tmp_path)
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
     where, value = done.stdout.split()
-    assert Path(where) == tmp_path / "numba" and float(value) == 0.0
-    assert list((tmp_path / "numba").rglob("*.nbi")) and list((tmp_path / "numba").rglob("*.nbc"))
+    cache = tmp_path / "openeo-deepfeatures" / "numba"
+    assert Path(where) == cache and float(value) == 0.0
+    assert list(cache.rglob("*.nbi")) and list(cache.rglob("*.nbc"))
     after = {p for p in package_dir.rglob("*") if p.suffix in (".nbi", ".nbc")}
     assert after == before
