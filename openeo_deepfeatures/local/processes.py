@@ -112,21 +112,14 @@ def load_collection(
     return cube
 
 
+#: save_result formats: file suffix and STAC media type.
 _FORMATS = {
-    "ZARR": ".zarr",
-    "NETCDF": ".nc",
-    "NC": ".nc",
-    "GTIFF": ".tif",
-    "GEOTIFF": ".tif",
-    "JSON": ".json",
-}
-_MEDIA_TYPES = {
-    "ZARR": ZARR,
-    "NETCDF": NETCDF,
-    "NC": NETCDF,
-    "GTIFF": GEOTIFF,
-    "GEOTIFF": GEOTIFF,
-    "JSON": JSON,
+    "ZARR": (".zarr", ZARR),
+    "NETCDF": (".nc", NETCDF),
+    "NC": (".nc", NETCDF),
+    "GTIFF": (".tif", GEOTIFF),
+    "GEOTIFF": (".tif", GEOTIFF),
+    "JSON": (".json", JSON),
 }
 
 
@@ -148,7 +141,8 @@ def save_result(
     run = settings.get(RunSettings())
     out_dir = run.output or Path.cwd()
     options = dict(options or {})
-    name = str(options.get("filename", f"result{len(run.saved) or ''}")) + _FORMATS[fmt]
+    suffix, media_type = _FORMATS[fmt]
+    name = str(options.get("filename", f"result{len(run.saved) or ''}")) + suffix
     target = current_policy().check_write(out_dir / name, what="save_result")
     overwrite = bool(options.get("overwrite", False))
     described = data  # what the file holds, for its STAC item
@@ -181,7 +175,7 @@ def save_result(
         with atomic_path(target, overwrite=overwrite) as tmp:
             cube.rio.to_raster(tmp, driver="GTiff")
     item = cube_item(
-        described, item_id=target.stem, href=str(target), media_type=_MEDIA_TYPES[fmt]
+        described, item_id=target.stem, href=str(target), media_type=media_type
     ).to_dict()
     run.saved.append(item)
     return item
