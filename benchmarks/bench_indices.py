@@ -13,7 +13,10 @@ float32 reflectance cube (t, bands=11, y=256, x=256) of seeded uniform random va
    float32 output array, ``np.empty`` + ``fill``, the least any engine must do).
 2. **Streaming zarr -> zarr** (``open_zarr`` + ``compute_indices`` + ``write_zarr``) per codec
    at t=50, and with the default codec at t=200, each in a fresh process; its peak memory is
-   the process's ``VmHWM``.
+   the process's ``VmHWM``. Floors in the same run: reading + computing with nothing written,
+   the same plus lz4 compression of every output chunk (nothing written), and the output's
+   bytes written as plain files (nothing computed); on random and on real reflectance. Each
+   row gives the user and system CPU seconds of its best run.
 
     python benchmarks/bench_indices.py            # full run (about 15 minutes on 2 cores)
     python benchmarks/bench_indices.py --quick    # smoke test: t=10, 2 repeats, no streaming
@@ -61,6 +64,8 @@ FLOOR = "write-floor"
 FLOOR_REUSED = "write-floor-reused"
 DEFAULT_ENGINE = "ours-numba"
 CODECS = ("lz4", "zstd", "none")
+#: Indices per zarr chunk of ``write_zarr`` (its default ``chunks={"bands": 32}``).
+OUT_CHUNK_BANDS = 32
 
 
 # --------------------------------------------------------------------------- input cube
@@ -289,8 +294,9 @@ def _stream_input(kind: str, t: int, path: str) -> tuple[str, ...]:
 
 
 def streaming_child(t: int, codec: str, repeat: int, kind: str = "random") -> dict[str, Any]:
-    """zarr -> zarr with ``codec`` (or a floor: ``compute-only``, ``plain-files``): seconds per
-    run; the input zarr is written beforehand (not timed)."""
+    """zarr -> zarr with ``codec`` (or a floor: ``compute-only``, ``compute-encode``,
+    ``plain-files``): seconds, user and system CPU seconds per run; the input zarr is written
+    beforehand (not timed)."""
     import xarray as xr
 
     from openeo_deepfeatures.indices.compute import compute_indices
@@ -310,7 +316,7 @@ def streaming_child(t: int, codec: str, repeat: int, kind: str = "random") -> di
                 in_memory.append(time.perf_counter() - start)
             del loaded
         base = peak_rss_bytes()
-        seconds, cpu = [], []
+        seconds, user, system = [], [], []
         n_indices, nbytes = 0, 0
         for _ in range(repeat):
             shutil.rmtree(dst, ignore_errors=True)
@@ -320,21 +326,26 @@ def streaming_child(t: int, codec: str, repeat: int, kind: str = "random") -> di
             n_indices = int(si.sizes["bands"])
             if codec == "compute-only":  # every chunk computed, nothing written
                 si.data.map_blocks(_discard, dtype=np.float32, chunks=(1,) * si.ndim).compute()
+            elif codec == "compute-encode":  # ... and compressed as write_zarr's lz4, not written
+                chunks = si.data.rechunk({1: OUT_CHUNK_BANDS})
+                chunks.map_blocks(_encode, dtype=np.float32, chunks=(1,) * si.ndim).compute()
             elif codec == "plain-files":  # the output's bytes as files, no compute, no zarr
                 nbytes = _write_plain_files(dst, si.shape)
             else:
                 write_zarr(si, dst, overwrite=True, codec=codec)
             seconds.append(time.perf_counter() - start)
             r1 = resource.getrusage(resource.RUSAGE_SELF)
-            cpu.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
-        if codec not in ("compute-only", "plain-files"):
+            user.append(r1.ru_utime - r0.ru_utime)
+            system.append(r1.ru_stime - r0.ru_stime)
+        if codec not in FLOORS:
             written = xr.open_zarr(dst, consolidated=False)["spectral_indices"]
             if not np.isfinite(written.isel(t=-1).values).any():
                 raise RuntimeError("output store holds no finite value")
             nbytes = int(written.size) * 4
         return {
             "seconds": seconds,
-            "cpu_seconds": cpu,
+            "user_seconds": user,
+            "system_seconds": system,
             "n_indices": n_indices,
             "shape": [int(v) for v in si.shape],
             "out_bytes": nbytes,
@@ -351,16 +362,30 @@ def _discard(block: np.ndarray) -> np.ndarray:
     return np.zeros((1,) * block.ndim, np.float32)
 
 
+def _encode(block: np.ndarray) -> np.ndarray:
+    """Compress ``block`` (one zarr chunk) with the blosc settings of ``write_zarr(codec=
+    "lz4")`` (:func:`openeo_deepfeatures.io.zarr_compressors`) and drop it."""
+    from numcodecs import Blosc
+
+    from openeo_deepfeatures.io import zarr_compressors
+
+    (codec,) = zarr_compressors("lz4")
+    shuffle = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE}[codec.shuffle.value]
+    blosc = Blosc(codec.cname.value, codec.clevel, shuffle, codec.blocksize)
+    blosc.encode(np.ascontiguousarray(block))
+    return np.zeros((1,) * block.ndim, np.float32)
+
+
 def _write_plain_files(path: str, shape: tuple[int, ...]) -> int:
     """The bytes of a float32 cube of ``shape`` written as one file per zarr chunk (t=5, 32
     indices), from one reused buffer: what any writer pays for the page cache and disk."""
     os.makedirs(path)
     t, n, ny, nx = shape
-    buffer = np.full((CHUNK_T, 32, ny, nx), 0.5, np.float32)
+    buffer = np.full((CHUNK_T, OUT_CHUNK_BANDS, ny, nx), 0.5, np.float32)
     total = 0
     for t0 in range(0, t, CHUNK_T):
-        for b0 in range(0, n, 32):
-            part = buffer[: min(CHUNK_T, t - t0), : min(32, n - b0)]
+        for b0 in range(0, n, OUT_CHUNK_BANDS):
+            part = buffer[: min(CHUNK_T, t - t0), : min(OUT_CHUNK_BANDS, n - b0)]
             with open(os.path.join(path, f"c{t0}.{b0}"), "wb") as f:
                 f.write(np.ascontiguousarray(part))
             total += part.nbytes
@@ -533,6 +558,7 @@ def interleaved_table(t: int, runs: list[dict[str, Any]]) -> list[str]:
 
 FLOORS = {
     "compute-only": "floor: read + compute, nothing written",
+    "compute-encode": "floor: read + compute + lz4 compression, nothing written",
     "plain-files": "floor: the output's bytes as plain files (no compute, no zarr)",
 }
 
@@ -542,7 +568,7 @@ def streaming_table(args, base: list[dict[str, Any]] | None, default_codec: str)
     rows = [("random", args.stream_t, c, 2) for c in (*CODECS, *FLOORS)]
     rows.append(("random", args.big_t, default_codec, 1))
     if os.path.exists(REAL_CUBE):
-        rows += [("real", 140, c, 3) for c in (*CODECS, "compute-only")]
+        rows += [("real", 140, c, 5) for c in (*CODECS, *FLOORS)]
     else:
         print(f"(real-data rows skipped: {REAL_CUBE} not found)")
     reference = None
@@ -551,9 +577,9 @@ def streaming_table(args, base: list[dict[str, Any]] | None, default_codec: str)
     print(
         "| streaming zarr -> zarr | data | codec | cube (t, indices, y, x) | seconds min "
         "| M index-px/s | x in-memory default (warm median) | GB written (uncompressed) "
-        "| compression ratio | peak memory (VmHWM) GB |"
+        "| compression ratio | CPU s user / system (best run) | peak memory (VmHWM) GB |"
     )
-    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for kind, t, codec, repeat in rows:
         print(f"streaming {kind} t={t} codec={codec} ...", file=sys.stderr, flush=True)
         cmd = ["--child", "streaming", "--t", str(t), "--codec", codec, "--data", kind]
@@ -564,6 +590,8 @@ def streaming_table(args, base: list[dict[str, Any]] | None, default_codec: str)
             print(f"| {label} | {kind} | {codec_cell} | t={t} | failed: {res['error'][:80]} |")
             continue
         best = min(res["seconds"])
+        fastest = res["seconds"].index(best)
+        cpu = f"{res['user_seconds'][fastest]:.2f} / {res['system_seconds'][fastest]:.2f}"
         shape = "x".join(str(v) for v in res["shape"])
         work = float(np.prod(res["shape"])) / 1e6
         ratio = "-"
@@ -577,7 +605,7 @@ def streaming_table(args, base: list[dict[str, Any]] | None, default_codec: str)
             comp = f"{res['out_bytes'] / res['out_bytes_on_disk']:.2f}"
         print(
             f"| {label} | {kind} | {codec_cell} | {shape} | {best:.2f} | {work / best:,.0f} "
-            f"| {ratio} | {written:.2f} | {comp} | {res['peak_rss_bytes'] / 1e9:.2f} |",
+            f"| {ratio} | {written:.2f} | {comp} | {cpu} | {res['peak_rss_bytes'] / 1e9:.2f} |",
             flush=True,
         )
     print()
